@@ -1,0 +1,3 @@
+from expc.cli import app
+
+app()

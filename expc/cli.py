@@ -1,0 +1,335 @@
+"""The `expc` command line (typer + rich). Compiling never imports torch; running does."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+
+from expc import __version__
+from expc.compiler import CompileError, Compiled, Diagnostic, compile_source
+from expc.compiler.diagnostics import render_all
+from expc.compiler.source import SourceFile
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="expc: compile .exp experiment specs into readable PyTorch code, and run them.",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SPECS_DIR = Path("specs")
+GENERATED_DIR = Path("generated")
+
+
+class _Failed(Exception):
+    """Diagnostics were already printed; exit with this code."""
+
+    def __init__(self, code: int = 1):
+        self.code = code
+
+
+def _report(error: CompileError, sources: dict[str, SourceFile]) -> None:
+    err.print(render_all(error.diagnostics, sources), end="")
+
+
+def _fail(message: str, help: str | None = None) -> _Failed:
+    err.print(render_all([Diagnostic(message, help=help)], {}), end="")
+    return _Failed(1)
+
+
+def _spec_paths(paths: list[Path] | None) -> list[Path]:
+    if not paths:
+        if not SPECS_DIR.is_dir():
+            raise _fail("no specs given and no `specs/` folder here", "pass a .exp file")
+        paths = [SPECS_DIR]
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(path.rglob("*.exp"))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise _fail(f"no such file or folder: {path}")
+    return found
+
+
+def _read(path: Path) -> SourceFile:
+    try:
+        return SourceFile.read(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise _fail(f"cannot read {path}: {error}") from None
+
+
+def _compile_all(paths: list[Path]) -> list[Compiled]:
+    """Compile every spec, printing every error of every spec before failing."""
+    results, failed = [], False
+    for path in paths:
+        source = _read(path)
+        try:
+            compiled = compile_source(source)
+        except CompileError as error:
+            _report(error, {source.name: source})
+            failed = True
+            continue
+        if compiled.warnings:
+            err.print(render_all(compiled.warnings, {source.name: source}), end="")
+        results.append(compiled)
+    names: dict[str, str] = {}
+    for compiled in results:
+        name = compiled.spec.config.experiment.name
+        if name in names:
+            err.print(
+                f"[bold red]error[/]: experiments in {names[name]} and {compiled.source.name} "
+                f"are both named `{name}`"
+            )
+            failed = True
+        names[name] = compiled.source.name
+    if failed:
+        raise _Failed(1)
+    return results
+
+
+def _stale(compiled: list[Compiled], out_dir: Path) -> dict[Path, str | None]:
+    """Files under out_dir that differ from what the specs compile to (None = to delete)."""
+    changes: dict[Path, str | None] = {}
+    for result in compiled:
+        package = out_dir / result.spec.config.experiment.name
+        for name, text in result.files.items():
+            path = out_dir / name
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                changes[path] = text
+        if package.is_dir():
+            expected = {out_dir / name for name in result.files}
+            for path in sorted(package.rglob("*.py")):
+                if path not in expected:
+                    changes[path] = None
+    return changes
+
+
+def _write(changes: dict[Path, str | None]) -> None:
+    for path, text in sorted(changes.items()):
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+
+
+def _main(fn):  # noqa: ANN001, ANN202 - a decorator over typer commands
+    """Turn expc's expected failures into exit codes without tracebacks."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return fn(*args, **kwargs)
+        except _Failed as failed:
+            raise typer.Exit(failed.code) from None
+
+    return wrapper
+
+
+@app.command()
+@_main
+def compile(
+    paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/)."),
+    output: Path = typer.Option(GENERATED_DIR, "--output", "-o", help="Output folder."),
+) -> None:
+    """Compile specs into OUTPUT/<experiment>/ (a Python package of PyTorch code)."""
+    compiled = _compile_all(_spec_paths(paths))
+    changes = _stale(compiled, output)
+    _write(changes)
+    for result in compiled:
+        package = output / result.spec.config.experiment.name
+        touched = sum(1 for p in changes if p.parent == package)
+        state = f"{touched} file(s) written" if touched else "up to date"
+        out.print(f"{result.source.name} -> {package}/ ({state})")
+
+
+@app.command()
+@_main
+def check(
+    paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/)."),
+    output: Path = typer.Option(GENERATED_DIR, "--output", "-o", help="Generated folder."),
+) -> None:
+    """Fail (exit 2) with a diff if OUTPUT is not exactly what the specs compile to."""
+    compiled = _compile_all(_spec_paths(paths))
+    changes = _stale(compiled, output)
+    if not paths and output.is_dir():
+        # A package whose spec is gone is stale too.
+        known = {c.spec.config.experiment.name for c in compiled}
+        for package in sorted(p for p in output.iterdir() if p.is_dir()):
+            if package.name not in known and any(package.rglob("*.py")):
+                for path in sorted(package.rglob("*.py")):
+                    changes[path] = None
+    if not changes:
+        out.print(f"{output}/ is up to date with {len(compiled)} spec(s)")
+        return
+    for path, text in sorted(changes.items()):
+        before = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+        after = (text or "").splitlines(keepends=True)
+        diff = "".join(difflib.unified_diff(before, after, f"a/{path}", f"b/{path}"))
+        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+    err.print(
+        f"[bold red]error[/]: {len(changes)} generated file(s) differ from the specs; "
+        "run `expc compile` and commit the result"
+    )
+    raise _Failed(2)
+
+
+@app.command()
+@_main
+def diff(
+    a: Path = typer.Argument(..., help="First spec."),
+    b: Path = typer.Argument(..., help="Second spec."),
+) -> None:
+    """Show how the code generated from spec A differs from spec B's."""
+    first, second = _compile_all([a]), _compile_all([b])
+    files_a = {k.split("/", 1)[1]: v for k, v in first[0].files.items()}
+    files_b = {k.split("/", 1)[1]: v for k, v in second[0].files.items()}
+    changed = False
+    for name in sorted(set(files_a) | set(files_b)):
+        lines = "".join(
+            difflib.unified_diff(
+                files_a.get(name, "").splitlines(keepends=True),
+                files_b.get(name, "").splitlines(keepends=True),
+                f"{a}: {name}",
+                f"{b}: {name}",
+            )
+        )
+        if lines:
+            changed = True
+            out.print(Syntax(lines, "diff", theme="ansi_dark", background_color="default"))
+    if not changed:
+        out.print("the two specs generate identical code")
+
+
+@app.command()
+@_main
+def fmt(
+    paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/); - for stdin."),
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if any file would change."),
+    stdout: bool = typer.Option(False, "--stdout", help="Print the formatted text instead of writing."),
+) -> None:
+    """Rewrite .exp files in the one canonical layout (comments kept)."""
+    from expc.compiler.fmt import format_tree
+    from expc.compiler.parse import parse
+
+    if paths == [Path("-")]:
+        source = SourceFile("<stdin>", sys.stdin.read())
+        try:
+            sys.stdout.write(format_tree(parse(source)))
+        except CompileError as error:
+            _report(error, {source.name: source})
+            raise _Failed(1) from None
+        return
+    unformatted, failed = [], False
+    for path in _spec_paths(paths):
+        source = _read(path)
+        try:
+            text = format_tree(parse(source))
+        except CompileError as error:
+            _report(error, {source.name: source})
+            failed = True
+            continue
+        if stdout:
+            sys.stdout.write(text)
+        elif text != source.text:
+            unformatted.append(path)
+            if check:
+                diff_text = "".join(
+                    difflib.unified_diff(
+                        source.text.splitlines(keepends=True),
+                        text.splitlines(keepends=True),
+                        f"a/{source.name}",
+                        f"b/{source.name}",
+                    )
+                )
+                out.print(Syntax(diff_text, "diff", theme="ansi_dark", background_color="default"))
+            else:
+                path.write_text(text, encoding="utf-8")
+                out.print(f"formatted {source.name}")
+    if failed:
+        raise _Failed(1)
+    if check and unformatted:
+        err.print(f"[bold red]error[/]: {len(unformatted)} file(s) need `expc fmt`")
+        raise _Failed(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the IR (for editors and other tools)."""
+    from expc.compiler import ir
+
+    sys.stdout.write(json.dumps(ir.Spec.model_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+@_main
+def explain(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the IR as JSON."),
+) -> None:
+    """Print the fully resolved IR: every default filled in, every run listed."""
+    from expc.compiler import resolve
+    from expc.compiler.explain import explain as explain_text
+
+    source = _read(spec)
+    try:
+        ir_spec, _ = resolve(source)
+    except CompileError as error:
+        _report(error, {source.name: source})
+        raise _Failed(1) from None
+    if as_json:
+        sys.stdout.write(ir_spec.model_dump_json(indent=2) + "\n")
+    else:
+        out.print(Syntax(explain_text(ir_spec), "python", theme="ansi_dark", background_color="default"))
+
+
+@app.command()
+@_main
+def run(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    variant: list[str] = typer.Option(None, "--variant", help="Run only this variant/run (repeatable)."),
+    smoke: bool = typer.Option(False, "--smoke", help="The seconds-long `smoke` profile."),
+    profile: str = typer.Option(None, "--profile", help="A profile defined in the spec."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a spec value: path=value (repeatable)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Runs folder."),
+    generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
+) -> None:
+    """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
+    from expc.runner import execute
+    from expc.runtime import RunError
+
+    if smoke and profile and profile != "smoke":
+        raise _fail("--smoke and --profile disagree", "pass one of them")
+    try:
+        report = execute(
+            spec,
+            variants=variant or [],
+            profile="smoke" if smoke else profile,
+            sets=set_ or [],
+            out_dir=out_dir,
+            generated=generated,
+            console=out,
+        )
+    except CompileError as error:
+        _report(error, getattr(error, "sources", {}))
+        raise _Failed(1) from None
+    except (RunError, OSError) as error:
+        raise _fail(str(error)) from None
+    out.print(f"report: [bold]{report}[/]")
+
+
+@app.command()
+def version() -> None:
+    """Print expc's version."""
+    out.print(__version__)

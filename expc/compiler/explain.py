@@ -1,0 +1,74 @@
+"""`expc explain`: the fully resolved IR written back as .exp text, every default filled in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from expc.compiler import ir
+from expc.compiler.parse import escape
+from expc.compiler.plan import leaves
+
+
+def _value(value: Any, literal_field: bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if literal_field else escape(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_value(v, literal_field) for v in value) + "]"
+    return repr(value)
+
+
+def _symbol_paths() -> set[tuple[str, ...]]:
+    """Paths whose values are written as bare names (the structural, Literal-typed ones)."""
+    return {leaf.path for leaf in leaves() if leaf.structural}
+
+
+def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str]:
+    pad = "  " * depth
+    lines = [f"{pad}{header} {{"]
+    for name in ir.user_fields(type(node)):
+        if name in skip:
+            continue
+        value = getattr(node, name)
+        if isinstance(value, ir.Node):
+            lines += _block(value, name, depth + 1, set())
+        else:
+            literal = ir.is_structural(type(node), name) or name == "metrics"
+            lines.append(f"{pad}  {name} = {_value(value, literal)}")
+    lines.append(f"{pad}}}")
+    return lines
+
+
+def config_text(config: ir.Config) -> str:
+    lines: list[str] = []
+    for section, info in ir.SECTIONS.items():
+        node = getattr(config, section)
+        label_field = info["label"]
+        header = section + (f" {getattr(node, label_field)}" if label_field else "")
+        lines += _block(node, header, 0, {label_field} if label_field else set())
+        lines.append("")
+    lines.append(f"metrics = {_value(config.metrics, True)}")
+    return "\n".join(lines) + "\n"
+
+
+def explain(spec: ir.Spec) -> str:
+    """The base config, then each run as the overrides it applies."""
+    out = [f"# {spec.source}, fully resolved (sha256 {spec.sha256[:12]})", ""]
+    out.append(config_text(spec.config))
+    for run in spec.runs:
+        out.append(f"# run `{run.name}`")
+        if not run.overrides:
+            out.append("#   (the base config)")
+        for override in run.overrides:
+            literal = override.path in _symbol_paths()
+            out.append(f"#   {'.'.join(override.path)} = {_value(override.value, literal)}")
+    for profile in spec.profiles or (spec.profile("smoke"),):
+        assert profile is not None
+        out.append(f"# profile `{profile.name}`")
+        for override in profile.overrides:
+            literal = override.path in _symbol_paths()
+            out.append(f"#   {'.'.join(override.path)} = {_value(override.value, literal)}")
+    return "\n".join(out) + "\n"

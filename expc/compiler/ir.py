@@ -1,0 +1,284 @@
+"""The typed IR: what a spec means, with every default filled in.
+
+pydantic v2 models, frozen, `extra="forbid"`, strict (a string is never silently an int).
+Defaults live here and nowhere else. Each node keeps its source span and the spans of its
+fields (excluded from equality-relevant dumps and from the JSON Schema) so that every later
+error can point at the spec.
+
+Fields marked `structural` change the *shape* of generated code (which classes and branches
+exist). When such a field has one value across all runs the code is specialised to it;
+when variants or sweeps vary it, it becomes a typed config field. All other leaves are
+hyperparameters and always appear in the generated config dataclasses.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from expc.compiler.source import Span
+
+IR_VERSION = 1
+STRUCTURAL = {"structural": True}
+
+
+def _identifier(name: str) -> str:
+    if keyword.iskeyword(name) or name.startswith("__"):
+        raise ValueError(f"`{name}` is reserved in Python and cannot name an experiment")
+    return name
+
+
+# Experiment names become Python package and directory names.
+ExperimentName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"),
+    AfterValidator(_identifier),
+]
+# Variant, sweep and profile names become run-directory names and dict keys.
+RunName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    span: SkipJsonSchema[Span | None] = Field(default=None, exclude=True, repr=False)
+    field_spans: SkipJsonSchema[dict[str, Span]] = Field(
+        default_factory=dict, exclude=True, repr=False
+    )
+
+    def span_of(self, field: str) -> Span | None:
+        return self.field_spans.get(field, self.span)
+
+
+# Fields the lowering fills in itself; a spec cannot write them.
+INTERNAL_FIELDS = frozenset({"span", "field_spans"})
+
+
+# --- experiment --------------------------------------------------------------------------
+
+
+class Experiment(Node):
+    """`experiment NAME { ... }`: identity and seed."""
+
+    name: ExperimentName
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+class TextData(Node):
+    """`data text { ... }`: a byte-level text corpus (vocabulary of 256 bytes).
+
+    `corpus` is the built-in "pydoc_data.topics" (the English text shipped with CPython) or
+    a path to a local UTF-8 text file, relative to the directory `expc run` is started in.
+    """
+
+    kind: Literal["text"] = Field("text", json_schema_extra=STRUCTURAL)
+    corpus: Annotated[str, Field(min_length=1, max_length=4096)] = "pydoc_data.topics"
+    context: Annotated[int, Field(ge=2, le=65536)] = 128
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+
+
+# --- model -------------------------------------------------------------------------------
+
+
+class Attention(Node):
+    """`attention { ... }` inside a transformer.
+
+    gate: the Gated Attention paper's G1 gate, `Y' = Y * sigmoid(X W)` on the SDPA output
+    per head before the output projection; X is the normalised block input.
+    `elementwise` = one gate per channel of each head, `headwise` = one scalar per head.
+    """
+
+    gate: Literal["none", "elementwise", "headwise"] = Field(
+        "none", json_schema_extra=STRUCTURAL
+    )
+
+
+class Transformer(Node):
+    """`model transformer { ... }`: a decoder-only transformer, pre-norm, tied embeddings."""
+
+    family: Literal["transformer"] = Field("transformer", json_schema_extra=STRUCTURAL)
+    layers: Annotated[int, Field(ge=1, le=1024)] = 4
+    width: Annotated[int, Field(ge=1, le=65536)] = 128
+    heads: Annotated[int, Field(ge=1, le=1024)] = 4
+    mlp_ratio: Annotated[int, Field(ge=1, le=64)] = 4
+    norm: Literal["rmsnorm", "layernorm"] = Field("rmsnorm", json_schema_extra=STRUCTURAL)
+    norm_layout: Literal["pre"] = Field("pre", json_schema_extra=STRUCTURAL)
+    position: Literal["rope"] = Field("rope", json_schema_extra=STRUCTURAL)
+    rope_base: Annotated[float, Field(gt=1.0, le=1e9)] = 10000.0
+    attention: Attention = Attention()
+
+
+# --- objective ---------------------------------------------------------------------------
+
+
+class NextToken(Node):
+    """`objective next_token {}`: cross-entropy on the next byte."""
+
+    kind: Literal["next_token"] = Field("next_token", json_schema_extra=STRUCTURAL)
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+class Train(Node):
+    """`train { ... }`: AdamW with linear warmup and cosine decay to `min_lr_ratio * lr`."""
+
+    steps: Annotated[int, Field(ge=1, le=10**9)] = 1000
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    warmup: Annotated[int, Field(ge=0, le=10**9)] = 50
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
+    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95
+    grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
+    eval_batches: Annotated[int, Field(ge=1, le=10**6)] = 10
+
+
+class Target(Node):
+    """`target cpu { ... }`: where and how generated code runs."""
+
+    device: Literal["cpu"] = Field("cpu", json_schema_extra=STRUCTURAL)
+    precision: Literal["fp32"] = Field("fp32", json_schema_extra=STRUCTURAL)
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+Metric = Literal[
+    "train_loss",
+    "val_loss",
+    "val_ppl",
+    "first_token_attention",
+    "max_activation",
+    "gate_score",
+]
+METRIC_HELP: dict[str, str] = {
+    "train_loss": "mean training loss since the previous evaluation",
+    "val_loss": "mean next-token loss (nats) on held-out batches",
+    "val_ppl": "exp(val_loss)",
+    "first_token_attention": (
+        "F-Attn: attention probability on position 0, averaged over layers, heads and "
+        "query positions > 0 (the attention sink)"
+    ),
+    "max_activation": (
+        "M-Act: max |hidden state| output by each layer, averaged over layers "
+        "(massive activations)"
+    ),
+    "gate_score": "mean attention-gate value sigmoid(XW) (gated runs only)",
+}
+
+
+class Config(Node):
+    """One fully resolved experiment configuration (one run)."""
+
+    experiment: Experiment
+    data: TextData
+    model: Transformer
+    objective: NextToken
+    train: Train = Train()
+    target: Target = Target()
+    metrics: tuple[Metric, ...] = Field(
+        ("train_loss", "val_loss", "val_ppl"), json_schema_extra=STRUCTURAL
+    )
+
+
+# Blocks of a spec that build a Config, and what their label means.
+SECTIONS: dict[str, dict[str, Any]] = {
+    "experiment": {"label": "name", "required_label": True, "kinds": None},
+    "data": {"label": "kind", "required_label": True, "kinds": {"text": TextData}},
+    "model": {"label": "family", "required_label": True, "kinds": {"transformer": Transformer}},
+    "objective": {"label": "kind", "required_label": True, "kinds": {"next_token": NextToken}},
+    "train": {"label": None, "required_label": False, "kinds": None},
+    "target": {"label": "device", "required_label": False, "kinds": None},
+}
+REQUIRED_SECTIONS = ("experiment", "data", "model", "objective")
+
+
+# --- variants, sweeps, profiles, runs ----------------------------------------------------
+
+
+class Override(Node):
+    """`path = value` inside a variant, profile or `--set`."""
+
+    path: tuple[str, ...]
+    value: Any
+
+
+class Variant(Node):
+    name: RunName
+    overrides: tuple[Override, ...]
+
+
+class SweepAxis(Node):
+    path: tuple[str, ...]
+    values: tuple[Any, ...]
+
+
+class Sweep(Node):
+    """`sweep NAME { path = [v1, v2] ... }`: the cartesian product of its axes."""
+
+    name: RunName
+    axes: tuple[SweepAxis, ...]
+
+
+class Profile(Node):
+    """`profile NAME { ... }`: overrides selected at run time (`--profile`, `--smoke`)."""
+
+    name: RunName
+    overrides: tuple[Override, ...]
+
+
+# Used when a spec defines no `profile smoke`: a seconds-long run that still evaluates.
+DEFAULT_SMOKE = (
+    Override(path=("train", "steps"), value=20),
+    Override(path=("train", "eval_every"), value=10),
+    Override(path=("train", "eval_batches"), value=2),
+)
+
+
+class Run(Node):
+    """One job: the base config with a variant and/or sweep point applied."""
+
+    name: str
+    overrides: tuple[Override, ...]
+    config: Config
+
+
+class Spec(Node):
+    """A whole compiled spec: the base config, its variants/sweeps/profiles, and every run."""
+
+    ir_version: int = IR_VERSION
+    source: str
+    sha256: str
+    config: Config
+    variants: tuple[Variant, ...] = ()
+    sweeps: tuple[Sweep, ...] = ()
+    profiles: tuple[Profile, ...] = ()
+    runs: tuple[Run, ...]
+
+    def profile(self, name: str) -> Profile | None:
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        if name == "smoke":
+            return Profile(name="smoke", overrides=DEFAULT_SMOKE)
+        return None
+
+
+def is_structural(model: type[BaseModel], field: str) -> bool:
+    extra = model.model_fields[field].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("structural"))
+
+
+def user_fields(model: type[BaseModel]) -> list[str]:
+    return [name for name in model.model_fields if name not in INTERNAL_FIELDS]

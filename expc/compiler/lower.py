@@ -1,0 +1,495 @@
+"""Stage 2: syntax tree -> typed IR (`ir.Spec`), with every error located in the spec.
+
+Lowering builds a *raw* tree (blocks and values with spans), checks every name against
+the IR's fields (unknown names get a did-you-mean), applies variants, sweep points,
+profiles and `--set` overrides to copies of it, and validates each result with pydantic.
+pydantic's error locations are mapped back to spans, so type and range errors point at
+the offending value. Every error of every run is collected before anything is raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from expc.compiler import ir
+from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
+from expc.compiler.parse import Assignment, Block, SyntaxTree, Value
+from expc.compiler.source import Span
+
+RUN_BLOCKS = ("variant", "sweep", "profile")
+MAX_RUNS = 4096
+
+
+@dataclass
+class RawBlock:
+    """A block of the spec after dotted paths are expanded; mutable while overrides apply."""
+
+    kind: str
+    label: str | None
+    label_span: Span | None
+    span: Span
+    fields: dict[str, RawBlock | Value] = field(default_factory=dict)
+    key_spans: dict[str, Span] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OverrideSyntax:
+    """A `path = value` that changes the base config: from a variant, sweep, profile or CLI."""
+
+    path: tuple[str, ...]
+    path_span: Span
+    value: Value
+
+
+class _Lowering:
+    def __init__(self, tree: SyntaxTree):
+        self.tree = tree
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, message: str, span: Span | None, help: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(message, span, help=help))
+
+    # --- building the raw tree ----------------------------------------------------------
+
+    def base(self) -> RawBlock:
+        root_span = Span(file=self.tree.source.name, line=1, column=1, end_line=1, end_column=2)
+        root = RawBlock("spec", None, None, root_span)
+        for item in self.tree.items:
+            if isinstance(item, Block):
+                if item.kind in RUN_BLOCKS:
+                    continue
+                if item.kind not in ir.SECTIONS:
+                    self.error(
+                        f"unknown block `{item.kind}`",
+                        item.kind_span,
+                        did_you_mean(item.kind, [*ir.SECTIONS, *RUN_BLOCKS]),
+                    )
+                    continue
+                if item.kind in root.fields:
+                    self.error(
+                        f"block `{item.kind}` is declared twice",
+                        item.kind_span,
+                        "merge the two blocks into one",
+                    )
+                    continue
+                root.fields[item.kind] = self.block(item)
+                root.key_spans[item.kind] = item.kind_span
+            else:
+                self.assign(root, item.path, item.path_span, item.value, duplicate_check=True)
+        return root
+
+    def block(self, block: Block) -> RawBlock:
+        raw = RawBlock(block.kind, block.label, block.label_span, block.kind_span)
+        for item in block.items:
+            if isinstance(item, Block):
+                if item.label is not None:
+                    self.error(f"block `{item.kind}` takes no label", item.label_span)
+                if item.kind in raw.fields:
+                    self.error(f"block `{item.kind}` is declared twice", item.kind_span)
+                    continue
+                raw.fields[item.kind] = self.block(item)
+                raw.key_spans[item.kind] = item.kind_span
+            else:
+                self.assign(raw, item.path, item.path_span, item.value, duplicate_check=True)
+        return raw
+
+    def assign(
+        self,
+        raw: RawBlock,
+        path: tuple[str, ...],
+        path_span: Span,
+        value: Value,
+        duplicate_check: bool = False,
+    ) -> None:
+        *parents, leaf = path
+        for name in parents:
+            child = raw.fields.get(name)
+            if child is None:
+                child = RawBlock(name, None, None, path_span)
+                raw.fields[name] = child
+                raw.key_spans[name] = path_span
+            if isinstance(child, Value):
+                self.error(f"`{name}` is a value, not a block", path_span)
+                return
+            raw = child
+        if isinstance(raw.fields.get(leaf), RawBlock):
+            self.error(
+                f"`{'.'.join(path)}` is a block; set one of its fields",
+                path_span,
+            )
+            return
+        if duplicate_check and leaf in raw.fields:
+            self.error(
+                f"`{'.'.join(path)}` is set twice",
+                path_span,
+                f"the first value is on line {raw.key_spans[leaf].line}",
+            )
+            return
+        raw.fields[leaf] = value
+        raw.key_spans[leaf] = path_span
+
+    # --- raw tree -> python values for pydantic ------------------------------------------
+
+    def to_config(self, root: RawBlock) -> tuple[dict[str, Any], dict[tuple, Span]]:
+        spans: dict[tuple, Span] = {}
+        data: dict[str, Any] = {"span": root.span, "field_spans": {}}
+        for name, entry in root.fields.items():
+            key_span = root.key_spans[name]
+            if name in ir.SECTIONS:
+                if not isinstance(entry, RawBlock):
+                    self.error(f"`{name}` is a block; set one of its fields", key_span)
+                    continue
+                model = self.section_model(name, entry)
+                if model is None:
+                    continue
+                data[name] = self.convert(entry, model, (name,), spans)
+                label_field = ir.SECTIONS[name]["label"]
+                if label_field and entry.label is not None:
+                    data[name][label_field] = entry.label
+                    spans[(name, label_field)] = entry.label_span or entry.span
+                    data[name]["field_spans"][label_field] = entry.label_span or entry.span
+                data["field_spans"][name] = entry.span
+                spans[(name,)] = entry.span
+            elif name in ir.user_fields(ir.Config):
+                if isinstance(entry, RawBlock):
+                    self.error(f"`{name}` is a value, not a block", key_span)
+                    continue
+                data[name] = _python(entry)
+                data["field_spans"][name] = entry.span
+                spans[(name,)] = entry.span
+            else:
+                self.error(
+                    f"unknown field `{name}` at the top level",
+                    key_span,
+                    did_you_mean(name, [*ir.SECTIONS, *ir.user_fields(ir.Config)]),
+                )
+        for name in ir.REQUIRED_SECTIONS:
+            if name not in root.fields:
+                example = next(iter(ir.SECTIONS[name]["kinds"] or {"NAME": None}))
+                self.error(
+                    f"missing block `{name}`",
+                    root.span,
+                    f"add `{name} {example} {{ ... }}`",
+                )
+        return data, spans
+
+    def section_model(self, name: str, raw: RawBlock) -> type[BaseModel] | None:
+        section = ir.SECTIONS[name]
+        if raw.label is None and section["required_label"]:
+            choices = section["kinds"]
+            example = next(iter(choices)) if choices else "NAME"
+            self.error(
+                f"block `{name}` needs a label",
+                raw.span,
+                f"write `{name} {example} {{ ... }}`",
+            )
+            return None
+        if raw.label is not None and section["label"] is None:
+            self.error(f"block `{name}` takes no label", raw.label_span)
+            return None
+        kinds = section["kinds"]
+        if kinds is None:
+            return ir.Config.model_fields[name].annotation  # type: ignore[return-value]
+        model = kinds.get(raw.label)
+        if model is None:
+            self.error(
+                f"unknown {name} {section['label']} `{raw.label}`",
+                raw.label_span,
+                did_you_mean(raw.label or "", kinds)
+                or "expected one of " + ", ".join(f"`{k}`" for k in kinds),
+            )
+        return model
+
+    def convert(
+        self, raw: RawBlock, model: type[BaseModel], loc: tuple, spans: dict[tuple, Span]
+    ) -> dict[str, Any]:
+        known = ir.user_fields(model)
+        label_field = ir.SECTIONS.get(loc[0], {}).get("label") if len(loc) == 1 else None
+        data: dict[str, Any] = {"span": raw.span, "field_spans": {}}
+        for name, entry in raw.fields.items():
+            key_span = raw.key_spans[name]
+            if name not in known or name == label_field:
+                where = ".".join(loc)
+                self.error(
+                    f"unknown field `{name}` in `{where}`",
+                    key_span,
+                    did_you_mean(name, [k for k in known if k != label_field]),
+                )
+                continue
+            annotation = model.model_fields[name].annotation
+            nested = isinstance(annotation, type) and issubclass(annotation, ir.Node)
+            if nested:
+                if not isinstance(entry, RawBlock):
+                    self.error(
+                        f"`{'.'.join((*loc, name))}` is a block; set one of its fields",
+                        key_span,
+                    )
+                    continue
+                data[name] = self.convert(entry, annotation, (*loc, name), spans)
+                data["field_spans"][name] = entry.span
+                spans[(*loc, name)] = entry.span
+            else:
+                if isinstance(entry, RawBlock):
+                    self.error(f"`{'.'.join((*loc, name))}` is a value, not a block", key_span)
+                    continue
+                data[name] = _python(entry)
+                data["field_spans"][name] = entry.span
+                spans[(*loc, name)] = entry.span
+        return data
+
+    def validate(self, root: RawBlock) -> ir.Config | None:
+        before = len(self.diagnostics)
+        data, spans = self.to_config(root)
+        if len(self.diagnostics) > before:
+            return None
+        try:
+            return ir.Config.model_validate(data)
+        except ValidationError as error:
+            for detail in error.errors():
+                self.diagnostics.append(_pydantic_diagnostic(detail, spans, root.span))
+            return None
+
+    # --- variants, sweeps, profiles ------------------------------------------------------
+
+    def overrides(self, block: Block, prefix: tuple[str, ...] = ()) -> list[OverrideSyntax]:
+        found: list[OverrideSyntax] = []
+        for item in block.items:
+            if isinstance(item, Assignment):
+                found.append(OverrideSyntax((*prefix, *item.path), item.path_span, item.value))
+            else:
+                if item.label is not None:
+                    self.error(f"block `{item.kind}` takes no label here", item.label_span)
+                found.extend(self.overrides(item, (*prefix, item.kind)))
+        return found
+
+    def named_blocks(self, kind: str) -> list[Block]:
+        blocks = [b for b in self.tree.items if isinstance(b, Block) and b.kind == kind]
+        seen: dict[str, Block] = {}
+        for block in blocks:
+            if block.label is None:
+                self.error(f"`{kind}` needs a name", block.kind_span, f"write `{kind} NAME {{ ... }}`")
+            elif block.label in seen:
+                self.error(f"{kind} `{block.label}` is declared twice", block.label_span)
+            else:
+                seen[block.label] = block
+        return list(seen.values())
+
+    def apply(self, base: RawBlock, overrides: list[OverrideSyntax]) -> RawBlock:
+        raw = copy.deepcopy(base)
+        for override in overrides:
+            self.assign(raw, override.path, override.path_span, override.value)
+        return raw
+
+
+def _python(value: Value) -> Any:
+    """Syntax value -> the python value pydantic validates (lists become tuples)."""
+    if value.kind == "list":
+        return tuple(_python(v) for v in value.value)  # type: ignore[union-attr]
+    return value.value
+
+
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "`true` or `false`",
+    "tuple_type": "a list",
+    "model_type": "a block",
+}
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, str):
+        return f'the string "{value}"' if " " in value or not value else f"`{value}`"
+    if isinstance(value, tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a block"
+    return f"`{value}`"
+
+
+def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span) -> Diagnostic:
+    loc = tuple(part for part in detail["loc"] if isinstance(part, str))
+    span = None
+    for end in range(len(loc), 0, -1):
+        span = spans.get(loc[:end])
+        if span is not None:
+            break
+    where = ".".join(loc) or "spec"
+    kind, value, ctx = detail["type"], detail.get("input"), detail.get("ctx") or {}
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        return Diagnostic(
+            f"invalid value {_describe(value)} for `{where}`",
+            span or fallback,
+            did_you_mean(str(value), choices)
+            or "expected one of " + ", ".join(f"`{c}`" for c in choices),
+        )
+    if kind in _TYPE_NAMES:
+        return Diagnostic(
+            f"`{where}` must be {_TYPE_NAMES[kind]}, got {_describe(value)}", span or fallback
+        )
+    if kind in _BOUNDS:
+        limit = next(iter(ctx.values()))
+        return Diagnostic(
+            f"`{where}` must be {_BOUNDS[kind]} {limit}, got {_describe(value)}", span or fallback
+        )
+    if kind == "string_pattern_mismatch":
+        return Diagnostic(
+            f"invalid name {_describe(value)} for `{where}`",
+            span or fallback,
+            "use lowercase letters, digits and `_`, starting with a letter",
+        )
+    if kind == "missing":
+        return Diagnostic(f"missing `{where}`", span or fallback)
+    message = detail["msg"].removeprefix("Value error, ")
+    return Diagnostic(f"invalid value for `{where}`: {message[0].lower()}{message[1:]}", span or fallback)
+
+
+def _run_name(variant: str | None, point: dict[tuple[str, ...], Value]) -> str:
+    parts = [variant] if variant else []
+    for path, value in point.items():
+        text = re.sub(r"[^A-Za-z0-9_.+-]", "_", str(value.value))
+        parts.append(f"{path[-1]}_{text}")
+    return "-".join(parts) or "main"
+
+
+def lower(
+    tree: SyntaxTree,
+    profile: str | None = None,
+    extra: tuple[OverrideSyntax, ...] = (),
+) -> ir.Spec:
+    """Lower a parsed spec to the IR; `profile` and `extra` (`--set`) apply to every run."""
+    lowering = _Lowering(tree)
+    base = lowering.base()
+    base_config = lowering.validate(base)
+    if base_config is None:
+        raise CompileError(lowering.diagnostics)
+
+    variants = [
+        (block.label, lowering.overrides(block)) for block in lowering.named_blocks("variant")
+    ]
+    profiles = {
+        block.label: lowering.overrides(block) for block in lowering.named_blocks("profile")
+    }
+    sweeps: list[tuple[str, list[tuple[tuple[str, ...], Span, list[Value]]]]] = []
+    for block in lowering.named_blocks("sweep"):
+        axes = []
+        for override in lowering.overrides(block):
+            if override.value.kind != "list" or not override.value.value:
+                lowering.error(
+                    f"sweep axis `{'.'.join(override.path)}` needs a non-empty list of values",
+                    override.value.span,
+                    "write `path = [value1, value2]`",
+                )
+                continue
+            axes.append((override.path, override.path_span, list(override.value.value)))
+        sweeps.append((block.label, axes))
+
+    # Every sweep point of every sweep, as overrides.
+    points: list[list[OverrideSyntax]] = []
+    names: list[dict[tuple[str, ...], Value]] = []
+    for _, axes in sweeps:
+        for combo in itertools.product(*(values for _, _, values in axes)):
+            points.append([OverrideSyntax(p, s, v) for (p, s, _), v in zip(axes, combo)])
+            names.append({p: v for (p, _, _), v in zip(axes, combo)})
+    if not points:
+        points, names = [[]], [{}]
+
+    selected_profile: list[OverrideSyntax] = []
+    if profile is not None:
+        if profile in profiles:
+            selected_profile = profiles[profile]
+        elif profile == "smoke":
+            selected_profile = _default_smoke(tree)
+        else:
+            raise CompileError(
+                [
+                    Diagnostic(
+                        f"unknown profile `{profile}`",
+                        None,
+                        did_you_mean(profile, [*profiles, "smoke"])
+                        or f"profiles in {tree.source.name}: "
+                        + (", ".join(f"`{p}`" for p in [*profiles, "smoke"])),
+                    )
+                ]
+            )
+
+    if len(variants or [None]) * len(points) > MAX_RUNS:
+        raise CompileError(
+            [Diagnostic(f"the spec expands to more than {MAX_RUNS} runs", base.span)]
+        )
+
+    runs: list[ir.Run] = []
+    seen_names: set[str] = set()
+    for variant_name, variant_overrides in variants or [(None, [])]:
+        for point, point_names in zip(points, names):
+            overrides = [*variant_overrides, *point, *selected_profile, *extra]
+            config = lowering.validate(lowering.apply(base, overrides))
+            name = _run_name(variant_name, point_names)
+            if name in seen_names:
+                lowering.error(f"two runs are both named `{name}`", base.span)
+            seen_names.add(name)
+            if config is not None:
+                runs.append(
+                    ir.Run(
+                        name=name,
+                        overrides=tuple(_ir_override(o) for o in [*variant_overrides, *point]),
+                        config=config,
+                    )
+                )
+    # Profiles the run did not select must still be valid.
+    for profile_overrides in profiles.values():
+        lowering.validate(lowering.apply(base, profile_overrides))
+
+    if lowering.diagnostics:
+        raise CompileError(lowering.diagnostics)
+    return ir.Spec(
+        source=tree.source.name,
+        sha256=tree.source.sha256,
+        config=base_config,
+        variants=tuple(
+            ir.Variant(name=n, overrides=tuple(_ir_override(o) for o in os)) for n, os in variants
+        ),
+        sweeps=tuple(
+            ir.Sweep(
+                name=n,
+                axes=tuple(
+                    ir.SweepAxis(path=p, values=tuple(_python(v) for v in vs)) for p, _, vs in axes
+                ),
+            )
+            for n, axes in sweeps
+        ),
+        profiles=tuple(
+            ir.Profile(name=n, overrides=tuple(_ir_override(o) for o in os))
+            for n, os in profiles.items()
+        ),
+        runs=tuple(runs),
+    )
+
+
+def _ir_override(override: OverrideSyntax) -> ir.Override:
+    return ir.Override(path=override.path, value=_python(override.value), span=override.path_span)
+
+
+def _default_smoke(tree: SyntaxTree) -> list[OverrideSyntax]:
+    span = Span(file=tree.source.name, line=1, column=1, end_line=1, end_column=2)
+    return [
+        OverrideSyntax(o.path, span, Value("number", o.value, str(o.value), span))
+        for o in ir.DEFAULT_SMOKE
+    ]

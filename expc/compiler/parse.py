@@ -1,0 +1,307 @@
+"""Stage 1: .exp text -> a syntax tree of blocks, assignments and values, each with its span.
+
+The tree mirrors the text (it is what `expc fmt` prints back); it knows nothing about
+experiments. Syntax errors are collected with Lark's error recovery so that one run reports
+every broken line, not only the first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import lark
+from lark import Token, Tree
+
+from expc.compiler.diagnostics import CompileError, Diagnostic
+from expc.compiler.source import SourceFile, Span
+
+ValueKind = Literal["number", "string", "boolean", "symbol", "list"]
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: ValueKind
+    value: object  # int | float | str | bool | tuple[Value, ...]
+    text: str  # as written, so `expc fmt` keeps `1e-3` as `1e-3`
+    span: Span
+
+    def to_python(self) -> object:
+        if self.kind == "list":
+            return [item.to_python() for item in self.value]  # type: ignore[union-attr]
+        return self.value
+
+
+@dataclass(frozen=True)
+class Assignment:
+    path: tuple[str, ...]
+    path_span: Span
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str
+    label: str | None
+    items: tuple[Assignment | Block, ...]
+    kind_span: Span
+    label_span: Span | None
+    span: Span
+
+
+Item = Assignment | Block
+
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class SyntaxTree:
+    source: SourceFile
+    items: tuple[Item, ...]
+    comments: tuple[Comment, ...]
+
+
+# What to call each terminal in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "EQUAL": "`=`",
+    "DOT": "`.`",
+    "COMMA": "`,`",
+    "TRUE": "`true`",
+    "FALSE": "`false`",
+    "$END": "end of file",
+}
+# A spec deeper than this is refused instead of exhausting Python's recursion limit.
+MAX_NESTING = 64
+
+
+@cache
+def _parser() -> lark.Lark:
+    grammar = resources.files("expc.grammar").joinpath("expc.lark").read_text(encoding="utf-8")
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _describe_expected(names: set[str]) -> str:
+    described = sorted({_TERMINAL_NAMES.get(name, f"`{name.lower()}`") for name in names})
+    if not described:
+        return ""
+    if len(described) == 1:
+        return f"expected {described[0]}"
+    return "expected " + ", ".join(described[:-1]) + f" or {described[-1]}"
+
+
+def _token_span(source: SourceFile, token: Token) -> Span:
+    return Span(
+        file=source.name,
+        line=token.line or 1,
+        column=token.column or 1,
+        end_line=token.end_line or token.line or 1,
+        end_column=token.end_column or (token.column or 1) + 1,
+    )
+
+
+def _error_diagnostic(source: SourceFile, error: lark.exceptions.UnexpectedInput) -> Diagnostic:
+    line, column = max(error.line, 1), max(error.column, 1)
+    if isinstance(error, lark.exceptions.UnexpectedCharacters):
+        char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
+        span = Span(file=source.name, line=line, column=column, end_line=line, end_column=column + 1)
+        if char == '"':
+            return Diagnostic(
+                "unterminated string",
+                span,
+                help='close the string with `"` on the same line',
+            )
+        return Diagnostic(f"unexpected character `{char}`", span)
+    token = getattr(error, "token", None)
+    expected = _describe_expected(set(getattr(error, "expected", ()) or ()))
+    if token is None or token.type == "$END":
+        end_line = source.text.count("\n") + 1
+        end_col = len(source.text.rsplit("\n", 1)[-1]) + 1
+        span = Span(
+            file=source.name, line=end_line, column=end_col, end_line=end_line, end_column=end_col
+        )
+        return Diagnostic(f"unexpected end of file, {expected}", span, help=_eof_help(expected))
+    span = _token_span(source, token)
+    return Diagnostic(f"unexpected {_describe_token(token)}, {expected}", span)
+
+
+def _eof_help(expected: str) -> str | None:
+    return "a block is still open: add its closing `}`" if "`}`" in expected else None
+
+
+def _describe_token(token: Token) -> str:
+    if token.type in ("NAME", "NUMBER", "STRING"):
+        return f"{_TERMINAL_NAMES[token.type].split(' ', 1)[1]} `{token}`"
+    return f"`{token}`"
+
+
+def parse(source: SourceFile) -> SyntaxTree:
+    """Parse a spec; raise CompileError with every syntax error found."""
+    comments: list[Comment] = []
+    diagnostics: list[Diagnostic] = []
+    _check_nesting(source)
+
+    def on_error(error: lark.exceptions.UnexpectedInput) -> bool:
+        diagnostic = _error_diagnostic(source, error)
+        # Error recovery skips one token and goes on; later errors on the same line are
+        # usually echoes of the first, so keep one per line.
+        if not diagnostics or diagnostics[-1].span.line != diagnostic.span.line:  # type: ignore[union-attr]
+            diagnostics.append(diagnostic)
+        return len(diagnostics) < 20
+
+    parser = _parser()
+    try:
+        tokens_seen = parser.lex(source.text, dont_ignore=True)
+        comments = [
+            Comment(str(t), t.line or 1, t.column or 1) for t in tokens_seen if t.type == "COMMENT"
+        ]
+    except lark.exceptions.UnexpectedInput:
+        comments = []  # the parser below reports the lexing error with recovery
+    try:
+        tree = parser.parse(source.text, on_error=on_error)
+    except lark.exceptions.UnexpectedInput as error:
+        on_error(error)
+        tree = None
+    if diagnostics:
+        raise CompileError(diagnostics)
+    assert tree is not None
+    builder = _TreeBuilder(source)
+    items = tuple(builder.item(child) for child in tree.children)
+    if builder.diagnostics:
+        raise CompileError(builder.diagnostics)
+    return SyntaxTree(source, items, tuple(comments))
+
+
+def _check_nesting(source: SourceFile) -> None:
+    """Refuse absurd nesting before the parser recurses into it."""
+    depth = 0
+    for line_number, line in enumerate(source.text.splitlines(), start=1):
+        code = re.sub(r'"([^"\\\n]|\\.)*"|#.*', "", line)
+        for column, char in enumerate(code, start=1):
+            depth += char in "{["
+            depth -= char in "}]"
+            if depth > MAX_NESTING:
+                span = Span(
+                    file=source.name,
+                    line=line_number,
+                    column=column,
+                    end_line=line_number,
+                    end_column=column + 1,
+                )
+                raise CompileError(
+                    [Diagnostic(f"blocks and lists nest deeper than {MAX_NESTING} levels", span)]
+                )
+
+
+class _TreeBuilder:
+    def __init__(self, source: SourceFile):
+        self.source = source
+        self.diagnostics: list[Diagnostic] = []
+
+    def span(self, tree: Tree) -> Span:
+        meta = tree.meta
+        return Span(
+            file=self.source.name,
+            line=meta.line,
+            column=meta.column,
+            end_line=meta.end_line,
+            end_column=meta.end_column,
+        )
+
+    def item(self, tree: Tree) -> Item:
+        if tree.data == "block":
+            return self.block(tree)
+        return self.assignment(tree)
+
+    def block(self, tree: Tree) -> Block:
+        kind_token, *rest = tree.children
+        label = None
+        label_span = None
+        if rest and isinstance(rest[0], Tree) and rest[0].data == "label":
+            label_token = rest.pop(0).children[0]
+            label, label_span = str(label_token), _token_span(self.source, label_token)
+        return Block(
+            kind=str(kind_token),
+            label=label,
+            items=tuple(self.item(child) for child in rest),
+            kind_span=_token_span(self.source, kind_token),
+            label_span=label_span,
+            span=self.span(tree),
+        )
+
+    def assignment(self, tree: Tree) -> Assignment:
+        path_tree, value_tree = tree.children
+        return Assignment(
+            path=tuple(str(t) for t in path_tree.children),
+            path_span=self.span(path_tree),
+            value=self.value(value_tree),
+            span=self.span(tree),
+        )
+
+    def value(self, tree: Tree) -> Value:
+        span = self.span(tree)
+        if tree.data == "list":
+            items = tuple(self.value(child) for child in tree.children)
+            text = self.source.text[tree.meta.start_pos : tree.meta.end_pos]
+            return Value("list", items, text, span)
+        token = tree.children[0]
+        text = str(token)
+        if tree.data == "number":
+            return Value("number", self._number(text, span), text, span)
+        if tree.data == "string":
+            return Value("string", unescape(text), text, span)
+        if tree.data == "boolean":
+            return Value("boolean", text == "true", text, span)
+        return Value("symbol", text, text, span)
+
+    def _number(self, text: str, span: Span) -> int | float:
+        if re.fullmatch(r"[+-]?\d+", text):
+            if len(text.lstrip("+-")) > 30:
+                self.diagnostics.append(Diagnostic("number is too large", span))
+                return 0
+            return int(text)
+        number = float(text)
+        if not math.isfinite(number):
+            self.diagnostics.append(Diagnostic("number is too large", span))
+            return 0.0
+        return number
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
+def unescape(literal: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _ESCAPES[m.group(1)], literal[1:-1])
+
+
+def escape(text: str) -> str:
+    return (
+        '"'
+        + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        + '"'
+    )
+
+
+def parse_value(text: str, origin: str) -> Value:
+    """Parse one value written outside a spec (a `--set path=value` on the command line)."""
+    source = SourceFile(origin, f"_ = {text}")
+    tree = parse(source)
+    (item,) = tree.items
+    assert isinstance(item, Assignment)
+    return item.value

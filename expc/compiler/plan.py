@@ -1,0 +1,214 @@
+"""Stage 4a: decide what generated code specialises and what it parameterises.
+
+A structural IR field (one that changes the shape of the code) with one value across all
+runs is written into the code; one that varies becomes a typed config field. Every other
+leaf is a hyperparameter and always becomes a field of the section's frozen dataclass,
+with the base spec's value as its default and the spec line it came from as a comment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+
+from expc.compiler import ir
+from expc.compiler.diagnostics import CompileError, Diagnostic
+
+# Leaves that never become config fields: identity (in docstrings) and block labels.
+_NOT_CONFIG = {("experiment", "name"), ("experiment", "description")}
+# Dataclass per spec section; `experiment.seed` lives on the Run itself.
+SECTION_CLASSES = {
+    "model": "ModelConfig",
+    "data": "DataConfig",
+    "train": "TrainConfig",
+    "target": "TargetConfig",
+}
+# Structural fields the templates know how to branch on when variants differ.
+VARIABLE_STRUCTURE = {("model", "attention", "gate"), ("model", "norm")}
+
+
+@dataclass(frozen=True)
+class Leaf:
+    path: tuple[str, ...]
+    owner: type[BaseModel]
+    structural: bool
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One field of a generated config dataclass."""
+
+    path: tuple[str, ...]
+    section: str  # "run" for fields on the Run dataclass itself
+    name: str
+    type: str  # Python annotation text
+    default: Any
+    origin: str  # "specs/x.exp:12" or "default"
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+def leaves(model: type[BaseModel] = ir.Config, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every value-holding path of the IR, in declaration order."""
+    found: list[Leaf] = []
+    for name in ir.user_fields(model):
+        annotation = model.model_fields[name].annotation
+        if isinstance(annotation, type) and issubclass(annotation, ir.Node):
+            found.extend(leaves(annotation, (*prefix, name)))
+        else:
+            found.append(Leaf((*prefix, name), model, ir.is_structural(model, name)))
+    return found
+
+
+def get_path(node: BaseModel, path: tuple[str, ...]) -> Any:
+    for name in path:
+        node = getattr(node, name)
+    return node
+
+
+def _origin(spec: ir.Spec, path: tuple[str, ...]) -> str:
+    node: Any = spec.config
+    for name in path[:-1]:
+        node = getattr(node, name)
+    span = node.field_spans.get(path[-1])
+    return f"{span.file}:{span.line}" if span else "default"
+
+
+def _python_type(leaf: Leaf, values: list[Any]) -> str:
+    annotation = leaf.owner.model_fields[leaf.path[-1]].annotation
+    if get_origin(annotation) is not None and leaf.structural:
+        return "Literal[" + ", ".join(_literal(v) for v in values) + "]"
+    if annotation in (int, float, str, bool):
+        return annotation.__name__
+    args = [a.__name__ for a in get_args(annotation) if isinstance(a, type)]
+    return args[0] if args else "object"
+
+
+def _literal(value: Any) -> str:
+    return repr(value).replace("'", '"') if isinstance(value, str) else repr(value)
+
+
+class Plan:
+    """What the templates need to know about one spec."""
+
+    def __init__(self, spec: ir.Spec):
+        self.spec = spec
+        self.configs = [run.config for run in spec.runs]
+
+    def values(self, dotted: str) -> list[Any]:
+        """The sorted distinct values a path takes across runs."""
+        path = tuple(dotted.split("."))
+        return sorted({_hashable(get_path(c, path)) for c in self.configs}, key=repr)
+
+    def varies(self, dotted: str) -> bool:
+        return len(self.values(dotted)) > 1
+
+    def fixed(self, dotted: str) -> Any:
+        """The single value of a structural path; an error if runs disagree."""
+        values = self.values(dotted)
+        if len(values) != 1:
+            raise ValueError(f"{dotted} varies between runs: {values}")
+        return values[0]
+
+    def uses(self, dotted: str, value: Any) -> bool:
+        """Whether any run sets the path to the value (so the code must support it)."""
+        return value in self.values(dotted)
+
+    def origin(self, dotted: str) -> str:
+        return _origin(self.spec, tuple(dotted.split(".")))
+
+    def has_metric(self, name: str) -> bool:
+        return name in self.spec.config.metrics
+
+    @cached_property
+    def fields(self) -> list[ConfigField]:
+        found = []
+        for leaf in leaves():
+            if leaf.path in _NOT_CONFIG or (leaf.structural and not self.varies(leaf.dotted)):
+                continue
+            values = self.values(leaf.dotted)
+            section = "run" if leaf.path[0] == "experiment" else leaf.path[0]
+            found.append(
+                ConfigField(
+                    path=leaf.path,
+                    section=section,
+                    name="_".join(leaf.path[1:]),
+                    type=_python_type(leaf, values),
+                    default=get_path(self.spec.config, leaf.path),
+                    origin=_origin(self.spec, leaf.path),
+                )
+            )
+        return found
+
+    def section_fields(self, section: str) -> list[ConfigField]:
+        return [f for f in self.fields if f.section == section]
+
+    def uses_literal(self, sections: list[str]) -> bool:
+        """Whether the dataclasses of these sections need `typing.Literal`."""
+        return any(f.type.startswith("Literal[") for f in self.fields if f.section in sections)
+
+    def check_structure(self) -> None:
+        """Refuse variation the templates cannot express (rather than emit wrong code)."""
+        problems = []
+        for leaf in leaves():
+            if leaf.structural and leaf.path not in VARIABLE_STRUCTURE and self.varies(leaf.dotted):
+                problems.append(
+                    Diagnostic(
+                        f"`{leaf.dotted}` cannot differ between runs of one spec",
+                        self.spec.config.span,
+                        help="split the runs into separate specs",
+                    )
+                )
+        if problems:
+            raise CompileError(problems)
+
+    def run_values(self, config: ir.Config) -> dict[str, dict[str, Any]]:
+        """The dataclass field values of one run, by section."""
+        values: dict[str, dict[str, Any]] = {}
+        for field in self.fields:
+            values.setdefault(field.section, {})[field.name] = _hashable(
+                get_path(config, field.path)
+            )
+        return values
+
+    def run_changes(self, config: ir.Config) -> dict[str, dict[str, Any]]:
+        """Only the fields where a run differs from the base spec (for the RUNS table)."""
+        changes: dict[str, dict[str, Any]] = {}
+        for field in self.fields:
+            value = _hashable(get_path(config, field.path))
+            if value != _hashable(field.default):
+                changes.setdefault(field.section, {})[field.name] = value
+        return changes
+
+    def check_run(self, config: ir.Config, origin: str) -> None:
+        """A run resolved with `--set`/profiles must not need code that was not generated."""
+        problems = []
+        for leaf in leaves():
+            if not leaf.structural or leaf.path in _NOT_CONFIG:
+                continue
+            value = _hashable(get_path(config, leaf.path))
+            allowed = self.values(leaf.dotted)
+            if value not in allowed:
+                problems.append(
+                    Diagnostic(
+                        f"{origin} sets `{leaf.dotted}` to {_literal(value)}, but the generated "
+                        f"code supports only {', '.join(_literal(v) for v in allowed)}",
+                        None,
+                        help="add a variant or sweep with this value to the spec and recompile",
+                    )
+                )
+        if problems:
+            raise CompileError(problems)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,48 @@
+"""Stage 5: format generated Python with the pinned ruff, in one process for all files."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ruff.__main__ import find_ruff_bin
+
+from expc.compiler.diagnostics import CompileError, Diagnostic
+
+
+def ruff_format(files: dict[str, str]) -> dict[str, str]:
+    """Format every file with `ruff format` (one subprocess for the whole batch)."""
+    if not files:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="expc-format-") as tmp:
+        root = Path(tmp)
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        # Sort imports (expc is first-party, as in this repository), then format.
+        ruff = [find_ruff_bin()]
+        options = ["--no-cache", "--isolated", "--line-length", "100", "--target-version", "py311"]
+        isort = ["--config", "lint.isort.known-first-party = ['expc']", "--select", "I", "--fix"]
+        result = subprocess.run(
+            [*ruff, "check", *options, *isort, "--quiet", "."],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            result = subprocess.run(
+                [*ruff, "format", *options, "."], cwd=root, capture_output=True, text=True
+            )
+        if result.returncode != 0:
+            # A template produced invalid Python: an expc bug, not a user error.
+            raise CompileError(
+                [
+                    Diagnostic(
+                        "internal error: generated code is not valid Python (this is an expc bug)",
+                        notes=(result.stderr.strip(),),
+                    )
+                ]
+            )
+        return {name: (root / name).read_text(encoding="utf-8") for name in files}

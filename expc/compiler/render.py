@@ -1,0 +1,111 @@
+"""Stage 4b: IR + plan -> Python source text through the Jinja templates.
+
+Rendering is a pure function returning {relative path: text}; it never reads the spec
+text (only the IR) and never writes files. Spec strings reach the code only through the
+`py` filter (a Python literal) or the `pystr` filter (escaped docstring text), and
+identifiers come from the IR's strict name patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from expc import __version__
+from expc.compiler import ir
+from expc.compiler.diagnostics import CompileError, Diagnostic
+from expc.compiler.plan import SECTION_CLASSES, Plan
+
+# Which templates implement which (model family, objective, data kind).
+BACKENDS: dict[tuple[str, str, str], tuple[str, ...]] = {
+    ("transformer", "next_token", "text"): ("lm/model.py.j2", "lm/train.py.j2"),
+}
+
+
+def _py(value: Any) -> str:
+    """A Python literal for a spec value: the only way spec values enter generated code."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "(" + "".join(f"{_py(v)}, " for v in value) + ")"
+    raise TypeError(f"cannot render {type(value).__name__} as a literal")
+
+
+def _pystr(text: str) -> str:
+    """Spec text inside a docstring or comment: one line, no quote or backslash can escape."""
+    text = re.sub(r"\s+", " ", text)
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("expc", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["py"] = _py
+    env.filters["pystr"] = _pystr
+    return env
+
+
+def config_key(path: tuple[str, ...]) -> str:
+    """Spec path -> the dotted key of the generated dataclasses (`model.attention_gate`)."""
+    if path[0] == "experiment":
+        return "_".join(path[1:])
+    return f"{path[0]}." + "_".join(path[1:])
+
+
+def render(spec: ir.Spec) -> dict[str, str]:
+    """Render every file of the experiment's package, unformatted."""
+    config = spec.config
+    key = (config.model.family, config.objective.kind, config.data.kind)
+    templates = BACKENDS.get(key)
+    if templates is None:
+        raise CompileError(
+            [
+                Diagnostic(
+                    f"no code generator for a {key[0]} model with the {key[1]} objective "
+                    f"on {key[2]} data",
+                    config.objective.span,
+                    "supported: "
+                    + "; ".join(f"{m} + {o} + {d}" for m, o, d in sorted(BACKENDS)),
+                )
+            ]
+        )
+    plan = Plan(spec)
+    plan.check_structure()
+    smoke = spec.profile("smoke")
+    profiles = [*spec.profiles] + ([smoke] if smoke not in spec.profiles else [])
+    context = {
+        "spec": _Safe(spec),
+        "plan": plan,
+        "version": __version__,
+        "section_classes": SECTION_CLASSES,
+        "config_key": config_key,
+        "profiles": profiles,
+    }
+    env = _environment()
+    package = config.experiment.name
+    files = {f"{package}/__init__.py": env.get_template("package_init.py.j2").render(context)}
+    for template in templates:
+        name = template.rsplit("/", 1)[-1].removesuffix(".j2")
+        files[f"{package}/{name}"] = env.get_template(template).render(context)
+    return files
+
+
+class _Safe:
+    """The spec as templates see it, with the source name made comment-safe."""
+
+    def __init__(self, spec: ir.Spec):
+        self._spec = spec
+        self.source = re.sub(r"[^\w./-]", "_", spec.source)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spec, name)

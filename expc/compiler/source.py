@@ -1,0 +1,53 @@
+"""Source files and spans: every IR node points back at the text it came from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """A region of a spec file, 1-based lines and columns, end column exclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The text of one spec and the name to show for it (relative, never absolute)."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def read(cls, path: Path) -> SourceFile:
+        return cls(display_name(path), path.read_text(encoding="utf-8"))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+def display_name(path: Path) -> str:
+    """The path relative to the working directory when inside it: generated code and error
+    messages must not depend on where a checkout lives."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name

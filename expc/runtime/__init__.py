@@ -1,0 +1,28 @@
+"""The small, stable API that generated code imports: the commodity plumbing.
+
+Generated code holds the experiment-specific logic (model, objective, training loop,
+evaluation); this package holds what every experiment needs the same way: reading data,
+seeding, metric logging, checkpoints, progress, and the standalone command line.
+It never imports the compiler.
+"""
+
+from expc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from expc.runtime.data import read_text_corpus
+from expc.runtime.errors import RunError
+from expc.runtime.launch import apply_overrides, main
+from expc.runtime.metrics import MetricsLogger, read_metrics
+from expc.runtime.progress import Progress
+from expc.runtime.seeding import configure_torch
+
+__all__ = [
+    "MetricsLogger",
+    "Progress",
+    "RunError",
+    "apply_overrides",
+    "configure_torch",
+    "load_checkpoint",
+    "main",
+    "read_metrics",
+    "read_text_corpus",
+    "save_checkpoint",
+]

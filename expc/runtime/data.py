@@ -1,0 +1,28 @@
+"""Data sources that need no network: CPython's own docs, or a local file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from expc.runtime.errors import RunError
+
+BUILTIN_CORPORA = ("pydoc_data.topics",)
+
+
+def read_text_corpus(corpus: str) -> bytes:
+    """UTF-8 bytes of a built-in corpus or of a local text file (relative to the cwd)."""
+    if corpus == "pydoc_data.topics":
+        # The English help text of every Python topic, shipped with CPython (~0.8 MB).
+        from pydoc_data.topics import topics
+
+        return "\n\n".join(topics[key] for key in sorted(topics)).encode("utf-8")
+    path = Path(corpus)
+    if not path.is_file():
+        raise RunError(
+            f"corpus file {corpus!r} not found (relative paths are resolved from "
+            f"{Path.cwd()}); use a text file or one of: {', '.join(BUILTIN_CORPORA)}"
+        )
+    data = path.read_bytes()
+    if len(data) < 1024:
+        raise RunError(f"corpus file {corpus!r} has {len(data)} bytes; at least 1024 are needed")
+    return data

@@ -1,0 +1,92 @@
+"""report.md and plots for an experiment folder, rebuilt from metrics.jsonl files alone."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from expc.runtime.metrics import read_metrics
+
+# Columns of the comparison table, in this order when present.
+_TABLE_ORDER = (
+    "step",
+    "train_loss",
+    "val_loss",
+    "val_ppl",
+    "first_token_attention",
+    "max_activation",
+    "gate_score",
+    "elapsed_s",
+)
+_NOT_PLOTTED = {"step", "tokens", "lr", "elapsed_s"}
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)
+
+
+def run_dirs(experiment_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(experiment_dir).iterdir() if (p / "metrics.jsonl").exists())
+
+
+def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
+    """One PNG per metric, every run a line against training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for rows in runs.values() for row in rows for k in row} - _NOT_PLOTTED)
+    written = []
+    for key in keys:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for name, rows in runs.items():
+            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(f"{experiment_dir.name}: {key}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = experiment_dir / f"{key}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(experiment_dir: Path) -> Path:
+    """Write `report.md` (final metrics of every run side by side, plus curves)."""
+    experiment_dir = Path(experiment_dir)
+    runs = {d.name: read_metrics(d) for d in run_dirs(experiment_dir)}
+    runs = {name: rows for name, rows in runs.items() if rows}
+    finals = {name: rows[-1] for name, rows in runs.items()}
+    present = {k for row in finals.values() for k in row}
+    columns = [k for k in _TABLE_ORDER if k in present]
+    columns += sorted(present - set(columns) - {"tokens", "lr"})
+    lines = [f"# {experiment_dir.name}", ""]
+    spec_note = experiment_dir / "spec.json"
+    if spec_note.exists():
+        info = json.loads(spec_note.read_text())
+        lines += [f"Spec: `{info['source']}` (sha256 `{info['sha256'][:12]}`)", ""]
+    lines += ["Final evaluation of each run:", ""]
+    lines.append("| run | " + " | ".join(columns) + " |")
+    lines.append("|---|" + "---|" * len(columns))
+    for name, row in finals.items():
+        lines.append(f"| {name} | " + " | ".join(_format(row.get(c)) for c in columns) + " |")
+    lines.append("")
+    for path in plot_curves(experiment_dir, runs):
+        lines += [f"![{path.stem}]({path.name})", ""]
+    report = experiment_dir / "report.md"
+    report.write_text("\n".join(lines))
+    return report

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.syntax import Syntax
 
 from expc import __version__
-from expc.compiler import CompileError, Compiled, Diagnostic, compile_source
+from expc.compiler import Compiled, CompileError, Diagnostic, compile_source
 from expc.compiler.diagnostics import render_all
 from expc.compiler.source import SourceFile
 
@@ -34,6 +33,12 @@ class _Failed(Exception):
 
     def __init__(self, code: int = 1):
         self.code = code
+
+
+def _show_code(text: str, lexer: str) -> None:
+    from rich.syntax import Syntax  # pygments is slow to import; only load it to print code
+
+    out.print(Syntax(text, lexer, theme="ansi_dark", background_color="default"))
 
 
 def _report(error: CompileError, sources: dict[str, SourceFile]) -> None:
@@ -177,7 +182,7 @@ def check(
         before = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
         after = (text or "").splitlines(keepends=True)
         diff = "".join(difflib.unified_diff(before, after, f"a/{path}", f"b/{path}"))
-        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+        _show_code(diff, "diff")
     err.print(
         f"[bold red]error[/]: {len(changes)} generated file(s) differ from the specs; "
         "run `expc compile` and commit the result"
@@ -207,7 +212,7 @@ def diff(
         )
         if lines:
             changed = True
-            out.print(Syntax(lines, "diff", theme="ansi_dark", background_color="default"))
+            _show_code(lines, "diff")
     if not changed:
         out.print("the two specs generate identical code")
 
@@ -215,9 +220,11 @@ def diff(
 @app.command()
 @_main
 def fmt(
-    paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/); - for stdin."),
-    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if any file would change."),
-    stdout: bool = typer.Option(False, "--stdout", help="Print the formatted text instead of writing."),
+    paths: list[Path] = typer.Argument(None, help="Specs (default: specs/); - for stdin."),
+    check: bool = typer.Option(
+        False, "--check", help="Change nothing; exit 1 if a file would change."
+    ),
+    stdout: bool = typer.Option(False, "--stdout", help="Print instead of rewriting."),
 ) -> None:
     """Rewrite .exp files in the one canonical layout (comments kept)."""
     from expc.compiler.fmt import format_tree
@@ -253,7 +260,7 @@ def fmt(
                         f"b/{source.name}",
                     )
                 )
-                out.print(Syntax(diff_text, "diff", theme="ansi_dark", background_color="default"))
+                _show_code(diff_text, "diff")
             else:
                 path.write_text(text, encoding="utf-8")
                 out.print(f"formatted {source.name}")
@@ -291,17 +298,19 @@ def explain(
     if as_json:
         sys.stdout.write(ir_spec.model_dump_json(indent=2) + "\n")
     else:
-        out.print(Syntax(explain_text(ir_spec), "python", theme="ansi_dark", background_color="default"))
+        _show_code(explain_text(ir_spec), "python")
 
 
 @app.command()
 @_main
 def run(
     spec: Path = typer.Argument(..., help="Spec file."),
-    variant: list[str] = typer.Option(None, "--variant", help="Run only this variant/run (repeatable)."),
+    variant: list[str] = typer.Option(
+        None, "--variant", help="Only this variant or run (repeatable)."
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="The seconds-long `smoke` profile."),
     profile: str = typer.Option(None, "--profile", help="A profile defined in the spec."),
-    set_: list[str] = typer.Option(None, "--set", help="Override a spec value: path=value (repeatable)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override: path=value (repeatable)."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Runs folder."),
     generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
 ) -> None:

@@ -1,7 +1,7 @@
 """The compiler: spec text -> IR -> generated files. Never imports torch.
 
-    parse (parse.py) -> lower (lower.py) -> validate (validate.py)
-      -> plan (plan.py) -> render (render.py, templates/) -> format (pyformat.py)
+parse (parse.py) -> lower (lower.py) -> validate (validate.py)
+  -> plan (plan.py) -> render (render.py, templates/) -> format (pyformat.py)
 """
 
 from __future__ import annotations
@@ -67,9 +67,7 @@ def parse_overrides(assignments: list[str]) -> tuple[tuple[OverrideSyntax, ...],
         source = SourceFile(f"--set#{index + 1}", f"{path.strip()} = {value.strip()}")
         sources.append(source)
         if not sep or not path.strip():
-            raise CompileError(
-                [Diagnostic(f"`--set {text}` is not of the form path=value", None)]
-            )
+            raise CompileError([Diagnostic(f"`--set {text}` is not of the form path=value", None)])
         tree: SyntaxTree = parse(source)
         (item,) = tree.items
         assert isinstance(item, Assignment)

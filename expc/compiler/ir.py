@@ -96,9 +96,7 @@ class Attention(Node):
     `elementwise` = one gate per channel of each head, `headwise` = one scalar per head.
     """
 
-    gate: Literal["none", "elementwise", "headwise"] = Field(
-        "none", json_schema_extra=STRUCTURAL
-    )
+    gate: Literal["none", "elementwise", "headwise"] = Field("none", json_schema_extra=STRUCTURAL)
 
 
 class Transformer(Node):
@@ -171,8 +169,7 @@ METRIC_HELP: dict[str, str] = {
         "query positions > 0 (the attention sink)"
     ),
     "max_activation": (
-        "M-Act: max |hidden state| output by each layer, averaged over layers "
-        "(massive activations)"
+        "M-Act: max |hidden state| output by each layer, averaged over layers (massive activations)"
     ),
     "gate_score": "mean attention-gate value sigmoid(XW) (gated runs only)",
 }

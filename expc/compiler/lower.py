@@ -273,7 +273,9 @@ class _Lowering:
         seen: dict[str, Block] = {}
         for block in blocks:
             if block.label is None:
-                self.error(f"`{kind}` needs a name", block.kind_span, f"write `{kind} NAME {{ ... }}`")
+                self.error(
+                    f"`{kind}` needs a name", block.kind_span, f"write `{kind} NAME {{ ... }}`"
+                )
             elif block.label in seen:
                 self.error(f"{kind} `{block.label}` is declared twice", block.label_span)
             else:
@@ -358,7 +360,9 @@ def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span)
     if kind == "missing":
         return Diagnostic(f"missing `{where}`", span or fallback)
     message = detail["msg"].removeprefix("Value error, ")
-    return Diagnostic(f"invalid value for `{where}`: {message[0].lower()}{message[1:]}", span or fallback)
+    return Diagnostic(
+        f"invalid value for `{where}`: {message[0].lower()}{message[1:]}", span or fallback
+    )
 
 
 def _run_name(variant: str | None, point: dict[tuple[str, ...], Value]) -> str:
@@ -406,8 +410,10 @@ def lower(
     names: list[dict[tuple[str, ...], Value]] = []
     for _, axes in sweeps:
         for combo in itertools.product(*(values for _, _, values in axes)):
-            points.append([OverrideSyntax(p, s, v) for (p, s, _), v in zip(axes, combo)])
-            names.append({p: v for (p, _, _), v in zip(axes, combo)})
+            points.append(
+                [OverrideSyntax(p, s, v) for (p, s, _), v in zip(axes, combo, strict=True)]
+            )
+            names.append({p: v for (p, _, _), v in zip(axes, combo, strict=True)})
     if not points:
         points, names = [[]], [{}]
 
@@ -438,7 +444,7 @@ def lower(
     runs: list[ir.Run] = []
     seen_names: set[str] = set()
     for variant_name, variant_overrides in variants or [(None, [])]:
-        for point, point_names in zip(points, names):
+        for point, point_names in zip(points, names, strict=True):
             overrides = [*variant_overrides, *point, *selected_profile, *extra]
             config = lowering.validate(lowering.apply(base, overrides))
             name = _run_name(variant_name, point_names)

@@ -17,6 +17,7 @@ from typing import Literal
 import lark
 from lark import Token, Tree
 
+from expc.compiler.cache import cache_dir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.source import SourceFile, Span
 
@@ -94,7 +95,12 @@ MAX_NESTING = 64
 @cache
 def _parser() -> lark.Lark:
     grammar = resources.files("expc.grammar").joinpath("expc.lark").read_text(encoding="utf-8")
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    directory = cache_dir()
+    # Lark keys its cache file by a hash of the grammar and options.
+    cache: str | bool = str(directory / "grammar.lark-cache") if directory else False
+    return lark.Lark(
+        grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=cache
+    )
 
 
 def _describe_expected(names: set[str]) -> str:
@@ -120,7 +126,9 @@ def _error_diagnostic(source: SourceFile, error: lark.exceptions.UnexpectedInput
     line, column = max(error.line, 1), max(error.column, 1)
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
-        span = Span(file=source.name, line=line, column=column, end_line=line, end_column=column + 1)
+        span = Span(
+            file=source.name, line=line, column=column, end_line=line, end_column=column + 1
+        )
         if char == '"':
             return Diagnostic(
                 "unterminated string",

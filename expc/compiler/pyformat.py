@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from ruff.__main__ import find_ruff_bin
 
+from expc.compiler.cache import cache_dir
 from expc.compiler.diagnostics import CompileError, Diagnostic
+
+RUFF_VERSION = version("ruff")
 
 
 def ruff_format(files: dict[str, str]) -> dict[str, str]:
-    """Format every file with `ruff format` (one subprocess for the whole batch)."""
+    """Format every file, reusing cached results for text formatted before."""
+    directory = cache_dir()
+    if directory is None:
+        return _ruff_format(files)
+    keys = {
+        name: hashlib.sha256(f"{RUFF_VERSION}\0{name}\0{text}".encode()).hexdigest()
+        for name, text in files.items()
+    }
+    done: dict[str, str] = {}
+    for name, key in keys.items():
+        cached = directory / f"fmt-{key}.py"
+        if cached.exists():
+            done[name] = cached.read_text(encoding="utf-8")
+    fresh = _ruff_format({n: t for n, t in files.items() if n not in done})
+    for name, text in fresh.items():
+        tmp = directory / f"fmt-{keys[name]}.{os.getpid()}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, directory / f"fmt-{keys[name]}.py")
+    return {name: done.get(name) or fresh[name] for name in files}
+
+
+def _ruff_format(files: dict[str, str]) -> dict[str, str]:
+    """Format every file with `ruff` (one process per step for the whole batch)."""
     if not files:
         return {}
     with tempfile.TemporaryDirectory(prefix="expc-format-") as tmp:

@@ -16,6 +16,7 @@ import jinja2
 
 from expc import __version__
 from expc.compiler import ir
+from expc.compiler.cache import cache_dir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.plan import SECTION_CLASSES, Plan
 
@@ -42,8 +43,11 @@ def _pystr(text: str) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
+    directory = cache_dir()
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("expc", "templates"),
+        # Jinja checks each template's source checksum before using cached bytecode.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(str(directory)) if directory else None,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -74,8 +78,7 @@ def render(spec: ir.Spec) -> dict[str, str]:
                     f"no code generator for a {key[0]} model with the {key[1]} objective "
                     f"on {key[2]} data",
                     config.objective.span,
-                    "supported: "
-                    + "; ".join(f"{m} + {o} + {d}" for m, o, d in sorted(BACKENDS)),
+                    "supported: " + "; ".join(f"{m} + {o} + {d}" for m, o, d in sorted(BACKENDS)),
                 )
             ]
         )

@@ -44,9 +44,7 @@ def apply_overrides(run: Any, overrides: Mapping[str, Any]) -> Any:
         target = getattr(run, section) if section else run
         hints = typing.get_type_hints(type(target))
         if name not in hints or not dataclasses.is_dataclass(target):
-            fields = [
-                f"{section}.{f}" if section else f for f in hints if f not in ("name",)
-            ]
+            fields = [f"{section}.{f}" if section else f for f in hints if f not in ("name",)]
             raise RunError(f"unknown override {key!r}; known: {', '.join(sorted(fields))}")
         updated = dataclasses.replace(target, **{name: _coerce(value, hints[name], key)})
         run = dataclasses.replace(run, **{section: updated}) if section else updated
@@ -74,7 +72,9 @@ def main(
         chosen = "smoke" if smoke else profile
         if chosen:
             if chosen not in profiles:
-                raise typer.BadParameter(f"unknown profile {chosen!r}; known: {', '.join(profiles)}")
+                raise typer.BadParameter(
+                    f"unknown profile {chosen!r}; known: {', '.join(profiles)}"
+                )
             overrides.update(profiles[chosen])
         for item in set_ or []:
             key, sep, value = item.partition("=")

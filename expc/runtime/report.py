@@ -51,7 +51,7 @@ def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> 
         for name, rows in runs.items():
             points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, label=name)
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
         ax.set_xlabel("step")
         ax.set_ylabel(key)
         ax.set_title(f"{experiment_dir.name}: {key}")

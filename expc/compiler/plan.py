@@ -50,7 +50,7 @@ class ConfigField:
     name: str
     type: str  # Python annotation text
     default: Any
-    origin: str  # "specs/x.exp:12" or "default"
+    origin: str  # "spec line 12" or "default"
 
     @property
     def dotted(self) -> str:
@@ -80,7 +80,7 @@ def _origin(spec: ir.Spec, path: tuple[str, ...]) -> str:
     for name in path[:-1]:
         node = getattr(node, name)
     span = node.field_spans.get(path[-1])
-    return f"{span.file}:{span.line}" if span else "default"
+    return f"spec line {span.line}" if span else "default"
 
 
 def _python_type(leaf: Leaf, values: list[Any]) -> str:
@@ -125,6 +125,11 @@ class Plan:
 
     def origin(self, dotted: str) -> str:
         return _origin(self.spec, tuple(dotted.split(".")))
+
+    def cite(self, dotted: str) -> str:
+        """` (spec line N)` for a value the spec wrote, nothing for a default."""
+        origin = self.origin(dotted)
+        return f" ({origin})" if origin != "default" else ""
 
     def has_metric(self, name: str) -> bool:
         return name in self.spec.config.metrics

@@ -25,19 +25,19 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Model hyperparameters; defaults are the base values of specs/gated_attention.exp."""
+    """Model hyperparameters; defaults are the spec's base values."""
 
     vocab_size: int = 256  # byte-level: one token per byte
-    layers: int = 4  # specs/gated_attention.exp:18
-    width: int = 128  # specs/gated_attention.exp:19
-    heads: int = 4  # specs/gated_attention.exp:20
-    mlp_ratio: int = 4  # specs/gated_attention.exp:21
-    rope_base: float = 10000.0  # specs/gated_attention.exp:24
-    attention_gate: Literal["elementwise", "none"] = "elementwise"  # specs/gated_attention.exp:26
+    layers: int = 4  # spec line 18
+    width: int = 128  # spec line 19
+    heads: int = 4  # spec line 20
+    mlp_ratio: int = 4  # spec line 21
+    rope_base: float = 10000.0  # spec line 24
+    attention_gate: Literal["elementwise", "none"] = "elementwise"  # spec line 26
 
 
 # -----------------------------------------------------------------------------
-# rotary position embeddings (specs/gated_attention.exp:23)
+# rotary position embeddings (spec line 23)
 
 
 def rope_tables(
@@ -95,7 +95,7 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = config.width // config.heads
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=False)
         self.proj = nn.Linear(config.width, config.width, bias=False)
-        # G1 gate (specs/gated_attention.exp:26): differs between runs.
+        # G1 gate (spec line 26): differs between runs.
         self.gate: nn.Linear | None = None
         if config.attention_gate == "elementwise":  # one gate per channel of each head
             self.gate = nn.Linear(config.width, config.width, bias=False)

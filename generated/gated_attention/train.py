@@ -33,33 +33,33 @@ from .model import ModelConfig, Probe, Transformer
 
 @dataclass(frozen=True)
 class DataConfig:
-    """`data` settings; defaults are the base values of specs/gated_attention.exp."""
+    """`data` settings; defaults are the spec's base values."""
 
-    corpus: str = "pydoc_data.topics"  # specs/gated_attention.exp:12
-    context: int = 128  # specs/gated_attention.exp:13
-    val_fraction: float = 0.1  # specs/gated_attention.exp:14
+    corpus: str = "pydoc_data.topics"  # spec line 12
+    context: int = 128  # spec line 13
+    val_fraction: float = 0.1  # spec line 14
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """`train` settings; defaults are the base values of specs/gated_attention.exp."""
+    """`train` settings; defaults are the spec's base values."""
 
-    steps: int = 600  # specs/gated_attention.exp:33
-    batch_size: int = 32  # specs/gated_attention.exp:34
-    lr: float = 0.003  # specs/gated_attention.exp:35
+    steps: int = 600  # spec line 33
+    batch_size: int = 32  # spec line 34
+    lr: float = 0.003  # spec line 35
     min_lr_ratio: float = 0.1  # default
-    warmup: int = 60  # specs/gated_attention.exp:36
-    weight_decay: float = 0.1  # specs/gated_attention.exp:37
+    warmup: int = 60  # spec line 36
+    weight_decay: float = 0.1  # spec line 37
     beta1: float = 0.9  # default
     beta2: float = 0.95  # default
     grad_clip: float = 1.0  # default
-    eval_every: int = 100  # specs/gated_attention.exp:38
-    eval_batches: int = 16  # specs/gated_attention.exp:39
+    eval_every: int = 100  # spec line 38
+    eval_batches: int = 16  # spec line 39
 
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """`target` settings; defaults are the base values of specs/gated_attention.exp."""
+    """`target` settings; defaults are the spec's base values."""
 
     threads: int = 0  # default
 
@@ -69,7 +69,7 @@ class Run:
     """One job: a name, a seed, and the config of every section."""
 
     name: str
-    seed: int = 1337  # specs/gated_attention.exp:8
+    seed: int = 1337  # spec line 8
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, object]] = {
     },
 }
 
-# The keys of every row of metrics.jsonl (specs/gated_attention.exp:44).
+# The keys of every row of metrics.jsonl (spec line 44).
 METRICS = (
     "step",
     "tokens",
@@ -108,7 +108,7 @@ METRICS = (
 
 
 # -----------------------------------------------------------------------------
-# data (specs/gated_attention.exp:11)
+# data (spec line 11)
 
 
 def load_data(config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,7 +128,7 @@ def get_batch(
 
 
 # -----------------------------------------------------------------------------
-# optimiser and learning-rate schedule (specs/gated_attention.exp:35)
+# optimiser and learning-rate schedule (spec line 35)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:

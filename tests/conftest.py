@@ -82,4 +82,3 @@ def import_generated(files: dict[str, str], root: Path):
     model = importlib.import_module(f"{name}.model")
     train = importlib.import_module(f"{name}.train")
     return model, train
-

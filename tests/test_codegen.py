@@ -94,7 +94,8 @@ def test_gate_that_varies_becomes_a_typed_config_field() -> None:
     files = compile_text(text).files
     assert 'attention_gate: Literal["elementwise", "none"] = "none"' in files["tiny/model.py"]
     assert "if self.gate is not None:" in files["tiny/model.py"]
-    assert '"b": Run("b", model=ModelConfig(attention_gate="elementwise"))' in files["tiny/train.py"]
+    expected_run = '"b": Run("b", model=ModelConfig(attention_gate="elementwise"))'
+    assert expected_run in files["tiny/train.py"]
 
 
 def test_metrics_not_asked_for_generate_no_probe() -> None:

@@ -68,7 +68,8 @@ def test_gate_parameter_shapes_and_vanilla_has_none(generated) -> None:
     model_module, _ = generated
     shapes = {}
     for mode in ("none", "headwise", "elementwise"):
-        model = model_module.Transformer(model_module.ModelConfig(width=32, heads=4, attention_gate=mode))
+        config = model_module.ModelConfig(width=32, heads=4, attention_gate=mode)
+        model = model_module.Transformer(config)
         gates = {n: tuple(p.shape) for n, p in model.named_parameters() if "gate" in n}
         shapes[mode] = gates
     assert shapes["none"] == {}
@@ -100,7 +101,8 @@ def test_probe_statistics_are_the_table4_definitions(generated) -> None:
         gate = torch.sigmoid(attn.gate(x))
         out = model.blocks[0](model.embed(tokens), (cos, sin))
     summary = probe.summary()
-    assert summary["first_token_attention"] == pytest.approx(probs[:, :, 1:, 0].mean().item(), rel=1e-5)
+    first_token = probs[:, :, 1:, 0].mean().item()
+    assert summary["first_token_attention"] == pytest.approx(first_token, rel=1e-5)
     assert summary["gate_score"] == pytest.approx(gate.mean().item(), rel=1e-5)
     assert summary["max_activation"] == pytest.approx(out.abs().max().item(), rel=1e-5)
 

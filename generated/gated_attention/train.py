@@ -5,7 +5,8 @@
 
 Byte-level LM on CPython's pydoc topics: vanilla vs G1 elementwise gate
 
-Generated from specs/gated_attention.exp. Every run of the spec, with a progress bar and a report:
+Generated from specs/gated_attention.exp.
+Every run of the spec, with a progress bar and a report:
 
     expc run specs/gated_attention.exp
 

@@ -5,7 +5,8 @@
 
 Vanilla vs headwise vs elementwise G1 gates
 
-Generated from tests/golden/codegen/gate_granularity/spec.exp. Every run of the spec, with a progress bar and a report:
+Generated from tests/golden/codegen/gate_granularity/spec.exp.
+Every run of the spec, with a progress bar and a report:
 
     expc run tests/golden/codegen/gate_granularity/spec.exp
 

@@ -3,7 +3,8 @@
 # Edit the spec and run `expc compile`; `expc check` verifies this file.
 """Training for `vanilla_minimal`.
 
-Generated from tests/golden/codegen/vanilla_minimal/spec.exp. Every run of the spec, with a progress bar and a report:
+Generated from tests/golden/codegen/vanilla_minimal/spec.exp.
+Every run of the spec, with a progress bar and a report:
 
     expc run tests/golden/codegen/vanilla_minimal/spec.exp
 

@@ -51,6 +51,7 @@ class _Lowering:
     def __init__(self, tree: SyntaxTree):
         self.tree = tree
         self.diagnostics: list[Diagnostic] = []
+        self.misspelled: set[str] = set()  # help lines of unknown blocks, to avoid echoes
 
     def error(self, message: str, span: Span | None, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(message, span, help=help))
@@ -65,11 +66,9 @@ class _Lowering:
                 if item.kind in RUN_BLOCKS:
                     continue
                 if item.kind not in ir.SECTIONS:
-                    self.error(
-                        f"unknown block `{item.kind}`",
-                        item.kind_span,
-                        did_you_mean(item.kind, [*ir.SECTIONS, *RUN_BLOCKS]),
-                    )
+                    suggestion = did_you_mean(item.kind, [*ir.SECTIONS, *RUN_BLOCKS])
+                    self.error(f"unknown block `{item.kind}`", item.kind_span, suggestion)
+                    self.misspelled.add(suggestion or "")
                     continue
                 if item.kind in root.fields:
                     self.error(
@@ -169,14 +168,22 @@ class _Lowering:
                     key_span,
                     did_you_mean(name, [*ir.SECTIONS, *ir.user_fields(ir.Config)]),
                 )
-        for name in ir.REQUIRED_SECTIONS:
-            if name not in root.fields:
-                example = next(iter(ir.SECTIONS[name]["kinds"] or {"NAME": None}))
-                self.error(
-                    f"missing block `{name}`",
-                    root.span,
-                    f"add `{name} {example} {{ ... }}`",
-                )
+        missing = [
+            name
+            for name in ir.REQUIRED_SECTIONS
+            if name not in root.fields and f"did you mean `{name}`?" not in self.misspelled
+        ]
+        if missing:
+            examples = [
+                f"`{name} {next(iter(ir.SECTIONS[name]['kinds'] or {'NAME': None}))} {{ ... }}`"
+                for name in missing
+            ]
+            self.error(
+                f"missing block{'s' if len(missing) > 1 else ''} "
+                + ", ".join(f"`{name}`" for name in missing),
+                root.span,
+                "add " + ", ".join(examples),
+            )
         return data, spans
 
     def section_model(self, name: str, raw: RawBlock) -> type[BaseModel] | None:
@@ -246,14 +253,19 @@ class _Lowering:
     def validate(self, root: RawBlock) -> ir.Config | None:
         before = len(self.diagnostics)
         data, spans = self.to_config(root)
-        if len(self.diagnostics) > before:
-            return None
+        structure_ok = len(self.diagnostics) == before
         try:
-            return ir.Config.model_validate(data)
+            config = ir.Config.model_validate(data)
         except ValidationError as error:
             for detail in error.errors():
+                # Missing sections were reported above (or were misspelled); after a
+                # structural error, absent values are not news either.
+                missing = detail["type"] == "missing"
+                if missing and (not structure_ok or detail["loc"][0] in ir.SECTIONS):
+                    continue
                 self.diagnostics.append(_pydantic_diagnostic(detail, spans, root.span))
             return None
+        return config if structure_ok else None
 
     # --- variants, sweeps, profiles ------------------------------------------------------
 
@@ -343,9 +355,8 @@ def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span)
             or "expected one of " + ", ".join(f"`{c}`" for c in choices),
         )
     if kind in _TYPE_NAMES:
-        return Diagnostic(
-            f"`{where}` must be {_TYPE_NAMES[kind]}, got {_describe(value)}", span or fallback
-        )
+        got = f'the string "{value}"' if isinstance(value, str) else _describe(value)
+        return Diagnostic(f"`{where}` must be {_TYPE_NAMES[kind]}, got {got}", span or fallback)
     if kind in _BOUNDS:
         limit = next(iter(ctx.values()))
         return Diagnostic(

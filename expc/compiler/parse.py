@@ -90,6 +90,7 @@ _TERMINAL_NAMES = {
 }
 # A spec deeper than this is refused instead of exhausting Python's recursion limit.
 MAX_NESTING = 64
+MAX_SYNTAX_ERRORS = 20
 
 
 @cache
@@ -161,34 +162,35 @@ def _describe_token(token: Token) -> str:
 
 def parse(source: SourceFile) -> SyntaxTree:
     """Parse a spec; raise CompileError with every syntax error found."""
-    comments: list[Comment] = []
-    diagnostics: list[Diagnostic] = []
     _check_nesting(source)
-
-    def on_error(error: lark.exceptions.UnexpectedInput) -> bool:
-        diagnostic = _error_diagnostic(source, error)
-        # Error recovery skips one token and goes on; later errors on the same line are
-        # usually echoes of the first, so keep one per line.
-        if not diagnostics or diagnostics[-1].span.line != diagnostic.span.line:  # type: ignore[union-attr]
-            diagnostics.append(diagnostic)
-        return len(diagnostics) < 20
-
     parser = _parser()
-    try:
-        tokens_seen = parser.lex(source.text, dont_ignore=True)
-        comments = [
-            Comment(str(t), t.line or 1, t.column or 1) for t in tokens_seen if t.type == "COMMENT"
-        ]
-    except lark.exceptions.UnexpectedInput:
-        comments = []  # the parser below reports the lexing error with recovery
-    try:
-        tree = parser.parse(source.text, on_error=on_error)
-    except lark.exceptions.UnexpectedInput as error:
-        on_error(error)
-        tree = None
+    diagnostics: list[Diagnostic] = []
+    text = source.text
+    tree = None
+    # Report several syntax errors in one run: after each error, blank out the line it is
+    # on (keeping every position) and parse again. Unlike token-skipping recovery this
+    # does not cascade into echoes of the first error.
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            tree = parser.parse(text)
+            break
+        except lark.exceptions.UnexpectedInput as error:
+            diagnostic = _error_diagnostic(source, error)
+            diagnostics.append(diagnostic)
+            lines = text.split("\n")
+            index = diagnostic.span.line - 1  # type: ignore[union-attr]
+            if index >= len(lines) or not lines[index].strip():
+                break  # at the end of the file: nothing left to skip
+            lines[index] = " " * len(lines[index])
+            text = "\n".join(lines)
     if diagnostics:
         raise CompileError(diagnostics)
     assert tree is not None
+    comments = [
+        Comment(str(t), t.line or 1, t.column or 1)
+        for t in parser.lex(source.text, dont_ignore=True)
+        if t.type == "COMMENT"
+    ]
     builder = _TreeBuilder(source)
     items = tuple(builder.item(child) for child in tree.children)
     if builder.diagnostics:

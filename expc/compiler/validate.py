@@ -32,7 +32,7 @@ def _rope_needs_even_head_dim(config: ir.Config) -> Iterator[Diagnostic]:
         yield Diagnostic(
             f"rotary embeddings need an even head size, but width {model.width} / "
             f"heads {model.heads} = {head_dim}",
-            model.span_of("position"),
+            model.span_of("heads"),
             help="change `model.width` or `model.heads`",
         )
 

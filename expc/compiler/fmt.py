@@ -92,7 +92,9 @@ class _Printer:
             self.lines.append(header + " {}" + comment)
             self.last_line = close_line
             return
-        self.lines.append(header + " {" + self.trailing(header_line, 0))
+        # A comment on the header line belongs to the header unless an item shares the line.
+        shares_line = block.items and block.items[0].span.line == header_line
+        self.lines.append(header + " {" + ("" if shares_line else self.trailing(header_line, 0)))
         self.last_line = header_line
         self.items(block.items, depth + 1)
         self.leading(close_line, depth + 1, first=not block.items)

@@ -37,8 +37,9 @@ def _py(value: Any) -> str:
 
 def _pystr(text: str) -> str:
     """Spec text inside a docstring or comment: one line, no quote or backslash can escape."""
-    text = re.sub(r"\s+", " ", text)
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    text = re.sub(r"\s+", " ", text).replace("\\", "\\\\").replace('"', '\\"')
+    # Control characters, surrogates and the like become escape sequences, never raw bytes.
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @cache

@@ -37,7 +37,7 @@ class SourceFile:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def line(self, number: int) -> str:
         lines = self.text.splitlines()

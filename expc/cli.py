@@ -5,15 +5,20 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from expc import __version__
-from expc.compiler import Compiled, CompileError, Diagnostic, compile_source
-from expc.compiler.diagnostics import render_all
-from expc.compiler.source import SourceFile
+from expc.compiler import result_cache
+from expc.compiler.paths import display_name
+
+if TYPE_CHECKING:
+    from expc.compiler import CompileError
+    from expc.compiler.source import SourceFile
 
 app = typer.Typer(
     add_completion=False,
@@ -24,6 +29,7 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+HEADER_LINES = 3  # of every generated file: see templates/_header.j2
 SPECS_DIR = Path("specs")
 GENERATED_DIR = Path("generated")
 
@@ -42,10 +48,14 @@ def _show_code(text: str, lexer: str) -> None:
 
 
 def _report(error: CompileError, sources: dict[str, SourceFile]) -> None:
+    from expc.compiler.diagnostics import render_all
+
     err.print(render_all(error.diagnostics, sources), end="")
 
 
 def _fail(message: str, help: str | None = None) -> _Failed:
+    from expc.compiler.diagnostics import Diagnostic, render_all
+
     err.print(render_all([Diagnostic(message, help=help)], {}), end="")
     return _Failed(1)
 
@@ -67,46 +77,70 @@ def _spec_paths(paths: list[Path] | None) -> list[Path]:
 
 
 def _read(path: Path) -> SourceFile:
+    from expc.compiler.source import SourceFile
+
     try:
         return SourceFile.read(path)
     except (OSError, UnicodeDecodeError) as error:
         raise _fail(f"cannot read {path}: {error}") from None
 
 
-def _compile_all(paths: list[Path]) -> list[Compiled]:
+@dataclass
+class _Output:
+    source_name: str
+    experiment: str
+    files: dict[str, str]
+
+
+def _compile_one(path: Path) -> _Output | None:
+    """Compile one spec (or take it from the result cache); print its errors."""
+    try:
+        name, text = display_name(path), path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _fail(f"cannot read {path}: {error}") from None
+    cached = result_cache.load(name, text)
+    if cached is not None:
+        return _Output(name, *cached)
+    from expc.compiler import CompileError, compile_source
+    from expc.compiler.diagnostics import render_all
+    from expc.compiler.source import SourceFile
+
+    source = SourceFile(name, text)
+    try:
+        compiled = compile_source(source)
+    except CompileError as error:
+        _report(error, {source.name: source})
+        return None
+    if compiled.warnings:
+        err.print(render_all(compiled.warnings, {source.name: source}), end="")
+    else:
+        result_cache.store(name, text, compiled.spec.config.experiment.name, compiled.files)
+    return _Output(name, compiled.spec.config.experiment.name, compiled.files)
+
+
+def _compile_all(paths: list[Path]) -> list[_Output]:
     """Compile every spec, printing every error of every spec before failing."""
-    results, failed = [], False
-    for path in paths:
-        source = _read(path)
-        try:
-            compiled = compile_source(source)
-        except CompileError as error:
-            _report(error, {source.name: source})
-            failed = True
-            continue
-        if compiled.warnings:
-            err.print(render_all(compiled.warnings, {source.name: source}), end="")
-        results.append(compiled)
+    results = [_compile_one(path) for path in paths]
+    failed = None in results
     names: dict[str, str] = {}
-    for compiled in results:
-        name = compiled.spec.config.experiment.name
-        if name in names:
+    for result in filter(None, results):
+        if result.experiment in names:
             err.print(
-                f"[bold red]error[/]: experiments in {names[name]} and {compiled.source.name} "
-                f"are both named `{name}`"
+                f"[bold red]error[/]: experiments in {names[result.experiment]} and "
+                f"{result.source_name} are both named `{result.experiment}`"
             )
             failed = True
-        names[name] = compiled.source.name
+        names[result.experiment] = result.source_name
     if failed:
         raise _Failed(1)
-    return results
+    return [r for r in results if r is not None]
 
 
-def _stale(compiled: list[Compiled], out_dir: Path) -> dict[Path, str | None]:
+def _stale(compiled: list[_Output], out_dir: Path) -> dict[Path, str | None]:
     """Files under out_dir that differ from what the specs compile to (None = to delete)."""
     changes: dict[Path, str | None] = {}
     for result in compiled:
-        package = out_dir / result.spec.config.experiment.name
+        package = out_dir / result.experiment
         for name, text in result.files.items():
             path = out_dir / name
             if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -153,10 +187,10 @@ def compile(
     changes = _stale(compiled, output)
     _write(changes)
     for result in compiled:
-        package = output / result.spec.config.experiment.name
+        package = output / result.experiment
         touched = sum(1 for p in changes if p.parent == package)
         state = f"{touched} file(s) written" if touched else "up to date"
-        out.print(f"{result.source.name} -> {package}/ ({state})")
+        out.print(f"{result.source_name} -> {package}/ ({state})")
 
 
 @app.command()
@@ -170,7 +204,7 @@ def check(
     changes = _stale(compiled, output)
     if not paths and output.is_dir():
         # A package whose spec is gone is stale too.
-        known = {c.spec.config.experiment.name for c in compiled}
+        known = {c.experiment for c in compiled}
         for package in sorted(p for p in output.iterdir() if p.is_dir()):
             if package.name not in known and any(package.rglob("*.py")):
                 for path in sorted(package.rglob("*.py")):
@@ -198,8 +232,12 @@ def diff(
 ) -> None:
     """Show how the code generated from spec A differs from spec B's."""
     first, second = _compile_all([a]), _compile_all([b])
-    files_a = {k.split("/", 1)[1]: v for k, v in first[0].files.items()}
-    files_b = {k.split("/", 1)[1]: v for k, v in second[0].files.items()}
+
+    def body(text: str) -> str:  # the do-not-edit header differs by construction
+        return "".join(text.splitlines(keepends=True)[HEADER_LINES:])
+
+    files_a = {k.split("/", 1)[1]: body(v) for k, v in first[0].files.items()}
+    files_b = {k.split("/", 1)[1]: body(v) for k, v in second[0].files.items()}
     changed = False
     for name in sorted(set(files_a) | set(files_b)):
         lines = "".join(
@@ -227,8 +265,10 @@ def fmt(
     stdout: bool = typer.Option(False, "--stdout", help="Print instead of rewriting."),
 ) -> None:
     """Rewrite .exp files in the one canonical layout (comments kept)."""
+    from expc.compiler import CompileError
     from expc.compiler.fmt import format_tree
     from expc.compiler.parse import parse
+    from expc.compiler.source import SourceFile
 
     if paths == [Path("-")]:
         source = SourceFile("<stdin>", sys.stdin.read())
@@ -286,7 +326,7 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the IR as JSON."),
 ) -> None:
     """Print the fully resolved IR: every default filled in, every run listed."""
-    from expc.compiler import resolve
+    from expc.compiler import CompileError, resolve
     from expc.compiler.explain import explain as explain_text
 
     source = _read(spec)
@@ -315,6 +355,7 @@ def run(
     generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
+    from expc.compiler import CompileError
     from expc.runner import execute
     from expc.runtime import RunError
 

@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("COLUMNS", "200")  # rich wraps long lines at the terminal width
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share 2 cores: one thread each (subprocesses inherit it), or torch
+    # oversubscribes the CPU and every timing-sensitive test crawls.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from expc.cli import app  # noqa: E402
@@ -32,6 +37,10 @@ model transformer {
 objective next_token {}
 train { steps = 2 batch_size = 2 eval_every = 1 eval_batches = 1 }
 """
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

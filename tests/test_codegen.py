@@ -128,3 +128,17 @@ def test_snapshot(case: Path) -> None:
         str(p.relative_to(expected_dir)): p.read_text() for p in sorted(expected_dir.rglob("*.py"))
     }
     assert produced == on_disk
+
+
+def test_compile_path_never_imports_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from expc.cli import app\n"
+        "try:\n"
+        f"    app(['compile', 'specs', '-o', {str(tmp_path)!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "assert 'torch' not in sys.modules, 'compiling imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert (tmp_path / "gated_attention" / "model.py").exists()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from expc.compiler.paths import display_name
+
 
 class Span(BaseModel):
     """A region of a spec file, 1-based lines and columns, end column exclusive."""
@@ -42,12 +44,3 @@ class SourceFile:
     def line(self, number: int) -> str:
         lines = self.text.splitlines()
         return lines[number - 1] if 0 < number <= len(lines) else ""
-
-
-def display_name(path: Path) -> str:
-    """The path relative to the working directory when inside it: generated code and error
-    messages must not depend on where a checkout lives."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.name

@@ -1,0 +1,14 @@
+"""How spec paths are shown (stdlib only: used before the compiler is imported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def display_name(path: Path) -> str:
+    """The path relative to the working directory when inside it: generated code and error
+    messages must not depend on where a checkout lives."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name

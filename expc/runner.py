@@ -100,7 +100,15 @@ def execute(
     experiment_dir = out_dir / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     (experiment_dir / "spec.json").write_text(
-        json.dumps({"source": source.name, "sha256": source.sha256}, indent=2) + "\n"
+        json.dumps(
+            {
+                "source": source.name,
+                "sha256": source.sha256,
+                "runs": [r.name for r in resolved.runs],
+            },
+            indent=2,
+        )
+        + "\n"
     )
     runs = {r.name: r for r in resolved.runs}
     with progress_bar() as bar:

@@ -34,7 +34,12 @@ def _format(value: Any) -> str:
 
 
 def run_dirs(experiment_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(experiment_dir).iterdir() if (p / "metrics.jsonl").exists())
+    """Run folders, in the spec's order when `expc run` recorded it, then by name."""
+    found = sorted(p for p in Path(experiment_dir).iterdir() if (p / "metrics.jsonl").exists())
+    info = Path(experiment_dir) / "spec.json"
+    order = json.loads(info.read_text()).get("runs", []) if info.exists() else []
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
 def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:

@@ -16,6 +16,7 @@ from expc.compiler import CompileError, Diagnostic, compile_source, parse_overri
 from expc.compiler.diagnostics import did_you_mean
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
+from expc.runtime.errors import RunError
 
 
 def _load_package(package_dir: Path, experiment: str) -> ModuleType:
@@ -111,6 +112,9 @@ def execute(
         + "\n"
     )
     runs = {r.name: r for r in resolved.runs}
+    for name in names:  # run names are validated; this guards the invariant anyway
+        if not (experiment_dir / name).resolve().is_relative_to(experiment_dir.resolve()):
+            raise RunError(f"run name {name!r} would leave {experiment_dir}")
     with progress_bar() as bar:
         for name in names:
             values = plan.run_values(runs[name].config)

@@ -10,7 +10,9 @@ the offending value. Every error of every run is collected before anything is ra
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,7 +381,11 @@ def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span)
 def _run_name(variant: str | None, point: dict[tuple[str, ...], Value]) -> str:
     parts = [variant] if variant else []
     for path, value in point.items():
+        # Run names become directory names: a safe alphabet, bounded length.
         text = re.sub(r"[^A-Za-z0-9_.+-]", "_", str(value.value))
+        if len(text) > 32:
+            digest = hashlib.sha256(str(value.value).encode("utf-8", "surrogatepass")).hexdigest()
+            text = f"{text[:23]}_{digest[:8]}"
         parts.append(f"{path[-1]}_{text}")
     return "-".join(parts) or "main"
 
@@ -416,15 +422,29 @@ def lower(
             axes.append((override.path, override.path_span, list(override.value.value)))
         sweeps.append((block.label, axes))
 
+    # Count runs before expanding anything: a few long sweep lists multiply fast.
+    total_points = sum(math.prod(len(values) for _, _, values in axes) for _, axes in sweeps)
+    total_runs = max(1, len(variants)) * max(1, total_points)
+    if total_runs > MAX_RUNS:
+        raise CompileError(
+            lowering.diagnostics
+            + [
+                Diagnostic(
+                    f"the spec expands to {total_runs} runs; the limit is {MAX_RUNS}",
+                    base.span,
+                    "shorten the sweep lists or split the spec",
+                )
+            ]
+        )
+
     # Every sweep point of every sweep, as overrides.
     points: list[list[OverrideSyntax]] = []
     names: list[dict[tuple[str, ...], Value]] = []
     for _, axes in sweeps:
         for combo in itertools.product(*(values for _, _, values in axes)):
-            points.append(
-                [OverrideSyntax(p, s, v) for (p, s, _), v in zip(axes, combo, strict=True)]
-            )
-            names.append({p: v for (p, _, _), v in zip(axes, combo, strict=True)})
+            chosen = list(zip(axes, combo, strict=True))
+            points.append([OverrideSyntax(p, s, v) for (p, s, _), v in chosen])
+            names.append({p: v for (p, _, _), v in chosen})
     if not points:
         points, names = [[]], [{}]
 
@@ -446,11 +466,6 @@ def lower(
                     )
                 ]
             )
-
-    if len(variants or [None]) * len(points) > MAX_RUNS:
-        raise CompileError(
-            [Diagnostic(f"the spec expands to more than {MAX_RUNS} runs", base.span)]
-        )
 
     runs: list[ir.Run] = []
     seen_names: set[str] = set()

@@ -91,6 +91,8 @@ _TERMINAL_NAMES = {
 # A spec deeper than this is refused instead of exhausting Python's recursion limit.
 MAX_NESTING = 64
 MAX_SYNTAX_ERRORS = 20
+# Specs are hand-written configuration; anything larger is a mistake (a wrong file).
+MAX_SOURCE_BYTES = 1_000_000
 
 
 @cache
@@ -162,6 +164,18 @@ def _describe_token(token: Token) -> str:
 
 def parse(source: SourceFile) -> SyntaxTree:
     """Parse a spec; raise CompileError with every syntax error found."""
+    size = len(source.text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SOURCE_BYTES:
+        start = Span(file=source.name, line=1, column=1, end_line=1, end_column=2)
+        raise CompileError(
+            [
+                Diagnostic(
+                    f"spec is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
+                    start,
+                    "is this the right file? split a huge sweep into several specs",
+                )
+            ]
+        )
     _check_nesting(source)
     parser = _parser()
     diagnostics: list[Diagnostic] = []

@@ -273,7 +273,7 @@ def fmt(
     if paths == [Path("-")]:
         source = SourceFile("<stdin>", sys.stdin.read())
         try:
-            sys.stdout.write(format_tree(parse(source)))
+            sys.stdout.write(format_tree(parse(source, keep_comments=True)))
         except CompileError as error:
             _report(error, {source.name: source})
             raise _Failed(1) from None
@@ -282,7 +282,7 @@ def fmt(
     for path in _spec_paths(paths):
         source = _read(path)
         try:
-            text = format_tree(parse(source))
+            text = format_tree(parse(source, keep_comments=True))
         except CompileError as error:
             _report(error, {source.name: source})
             failed = True

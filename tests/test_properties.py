@@ -73,9 +73,9 @@ def shape(tree) -> object:
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(specs)
 def test_fmt_is_idempotent_and_preserves_meaning(text: str) -> None:
-    tree = parse(SourceFile("p.exp", text))
+    tree = parse(SourceFile("p.exp", text), keep_comments=True)
     formatted = format_tree(tree)
-    again = parse(SourceFile("p.exp", formatted))
+    again = parse(SourceFile("p.exp", formatted), keep_comments=True)
     assert shape(again) == shape(tree)
     assert format_tree(again) == formatted
     assert sorted(c.text.rstrip() for c in again.comments) == sorted(

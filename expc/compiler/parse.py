@@ -92,7 +92,7 @@ _TERMINAL_NAMES = {
 MAX_NESTING = 64
 MAX_SYNTAX_ERRORS = 20
 # Specs are hand-written configuration; anything larger is a mistake (a wrong file).
-MAX_SOURCE_BYTES = 1_000_000
+MAX_SOURCE_BYTES = 256_000
 
 
 @cache
@@ -162,8 +162,11 @@ def _describe_token(token: Token) -> str:
     return f"`{token}`"
 
 
-def parse(source: SourceFile) -> SyntaxTree:
-    """Parse a spec; raise CompileError with every syntax error found."""
+def parse(source: SourceFile, keep_comments: bool = False) -> SyntaxTree:
+    """Parse a spec; raise CompileError with every syntax error found.
+
+    Comments are collected only when asked for (by `expc fmt`): it costs a second lexing pass.
+    """
     size = len(source.text.encode("utf-8", "surrogatepass"))
     if size > MAX_SOURCE_BYTES:
         start = Span(file=source.name, line=1, column=1, end_line=1, end_column=2)
@@ -200,11 +203,13 @@ def parse(source: SourceFile) -> SyntaxTree:
     if diagnostics:
         raise CompileError(diagnostics)
     assert tree is not None
-    comments = [
-        Comment(str(t), t.line or 1, t.column or 1)
-        for t in parser.lex(source.text, dont_ignore=True)
-        if t.type == "COMMENT"
-    ]
+    comments = []
+    if keep_comments:
+        comments = [
+            Comment(str(t), t.line or 1, t.column or 1)
+            for t in parser.lex(source.text, dont_ignore=True)
+            if t.type == "COMMENT"
+        ]
     builder = _TreeBuilder(source)
     items = tuple(builder.item(child) for child in tree.children)
     if builder.diagnostics:

@@ -44,6 +44,18 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{matches[0]}`?" if matches else None
 
 
+def _highlight(line: str) -> Text:
+    """The spec line coloured by the .exp Pygments lexer (plain text is unchanged)."""
+    from rich.syntax import Syntax  # imported on the error path only: pygments is slow
+
+    from expc.lexer import ExpLexer
+
+    highlighted = Syntax("", lexer=ExpLexer(), theme="ansi_dark").highlight(line)
+    if highlighted.plain.endswith("\n"):
+        highlighted.right_crop(1)
+    return highlighted if highlighted.plain == line else Text(line)
+
+
 def render(diagnostic: Diagnostic, sources: dict[str, SourceFile]) -> Text:
     """Render one diagnostic as styled text; `str()` of the result is the golden form."""
     out = Text()
@@ -61,7 +73,8 @@ def render(diagnostic: Diagnostic, sources: dict[str, SourceFile]) -> Text:
             width = max(1, min(width, len(line) - span.column + 1))
             out.append(f"{gutter} |\n", style="blue")
             out.append(f"{span.line} | ", style="blue")
-            out.append(f"{line}\n")
+            out.append_text(_highlight(line))
+            out.append("\n")
             out.append(f"{gutter} | ", style="blue")
             out.append(" " * (span.column - 1) + "^" * width + "\n", style="bold red")
     for note in diagnostic.notes:

@@ -353,6 +353,9 @@ def run(
     set_: list[str] = typer.Option(None, "--set", help="Override: path=value (repeatable)."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Runs folder."),
     generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
+    device: str = typer.Option(
+        None, "--device", help="cpu or cuda: override the spec's target (try cuda code on cpu)."
+    ),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
     from expc.compiler import CompileError
@@ -361,6 +364,8 @@ def run(
 
     if smoke and profile and profile != "smoke":
         raise _fail("--smoke and --profile disagree", "pass one of them")
+    if device not in (None, "cpu", "cuda"):
+        raise _fail(f"unknown device `{device}`", "use `--device cpu` or `--device cuda`")
     try:
         report = execute(
             spec,
@@ -370,6 +375,7 @@ def run(
             out_dir=out_dir,
             generated=generated,
             console=out,
+            device=device,
         )
     except CompileError as error:
         _report(error, getattr(error, "sources", {}))

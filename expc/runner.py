@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -62,6 +63,7 @@ def execute(
     out_dir: Path,
     generated: Path,
     console: Console,
+    device: str | None = None,
 ) -> Path:
     """Run the selected runs of a spec; return the path of the report."""
     from expc.runtime.progress import Progress, progress_bar
@@ -97,6 +99,10 @@ def execute(
         error.sources = sources  # type: ignore[attr-defined]
         raise
 
+    target = compiled.spec.config.target
+    if target.kernels == "triton" and (device or target.device) == "cpu":
+        # Triton reads this when it is first imported: run the kernels in its interpreter.
+        os.environ["TRITON_INTERPRET"] = "1"
     module = _load_package(package_dir, experiment)
     experiment_dir = out_dir / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
@@ -123,16 +129,11 @@ def execute(
                 **values.get("run", {}),
                 **{
                     section: getattr(module, cls)(**values.get(section, {}))
-                    for section, cls in (
-                        ("model", "ModelConfig"),
-                        ("data", "DataConfig"),
-                        ("train", "TrainConfig"),
-                        ("target", "TargetConfig"),
-                    )
+                    for section, cls in plan.sections()
                 },
             )
             task = Progress(bar, name, config.train.steps)
-            final = module.train(config, experiment_dir / name, task)
+            final = module.train(config, experiment_dir / name, task, device=device)
             bar.console.print(
                 f"[bold]{name}[/]: "
                 + ", ".join(f"{k}={v:.4g}" for k, v in final.items() if k not in ("tokens", "lr"))

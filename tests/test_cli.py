@@ -54,7 +54,7 @@ def test_diff_shows_what_turning_the_gate_on_changes(tmp_path: Path) -> None:
     result = run_cli("diff", vanilla, gated)
     assert result.exit_code == 0
     assert "+        self.gate = nn.Linear(config.width, config.width, bias=False)" in result.output
-    assert "+        y = y * gate" in result.output
+    assert "+        y = y * self.gate_scores(x)" in result.output
     same = run_cli("diff", vanilla, vanilla)
     assert "identical" in same.output
 

@@ -89,14 +89,18 @@ class TextData(Node):
 
 
 class Attention(Node):
-    """`attention { ... }` inside a transformer.
+    """`attention { ... }` inside a transformer: the Gated Attention paper's gates.
 
-    gate: the Gated Attention paper's G1 gate, `Y' = Y * sigmoid(X W)` on the SDPA output
-    per head before the output projection; X is the normalised block input.
-    `elementwise` = one gate per channel of each head, `headwise` = one scalar per head.
+    A gate multiplies a tensor Y by act(X W), X being the attention input (after the
+    pre-norm), so the gate is query-dependent. gate: `elementwise` = one gate per channel of
+    each head, `headwise` = one scalar per head. gate_position: `sdpa` (G1, on the attention
+    output of each head, before the output projection) or `value` (G2, on the value
+    projection). gate_activation: `sigmoid` (the paper's default) or `silu`.
     """
 
     gate: Literal["none", "elementwise", "headwise"] = Field("none", json_schema_extra=STRUCTURAL)
+    gate_position: Literal["sdpa", "value"] = Field("sdpa", json_schema_extra=STRUCTURAL)
+    gate_activation: Literal["sigmoid", "silu"] = Field("sigmoid", json_schema_extra=STRUCTURAL)
 
 
 class Transformer(Node):
@@ -108,7 +112,8 @@ class Transformer(Node):
     heads: Annotated[int, Field(ge=1, le=1024)] = 4
     mlp_ratio: Annotated[int, Field(ge=1, le=64)] = 4
     norm: Literal["rmsnorm", "layernorm"] = Field("rmsnorm", json_schema_extra=STRUCTURAL)
-    norm_layout: Literal["pre"] = Field("pre", json_schema_extra=STRUCTURAL)
+    # pre: x + f(norm(x)); post: norm(x + f(x)); sandwich: x + norm(f(norm(x))).
+    norm_layout: Literal["pre", "post", "sandwich"] = Field("pre", json_schema_extra=STRUCTURAL)
     position: Literal["rope"] = Field("rope", json_schema_extra=STRUCTURAL)
     rope_base: Annotated[float, Field(gt=1.0, le=1e9)] = 10000.0
     attention: Attention = Attention()
@@ -140,13 +145,39 @@ class Train(Node):
     grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
     eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
     eval_batches: Annotated[int, Field(ge=1, le=10**6)] = 10
+    # A loss spike (metric `loss_spikes`): a training loss above spike_factor times the
+    # median of the previous spike_window losses.
+    spike_factor: Annotated[float, Field(gt=1.0, le=100.0)] = 1.5
+    spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
+
+
+class Evaluation(Node):
+    """`eval { ... }`: what each evaluation measures beyond the validation loss.
+
+    context_multiples: validation loss also at these multiples of the training context
+    (RoPE extrapolation), reported as `val_loss_x2`, `val_loss_x4`, ...
+    attention_maps: after training, save a PNG of each layer's attention (averaged over
+    heads) on a held-out sequence, to show attention sinks.
+    """
+
+    context_multiples: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
+        (1,), json_schema_extra=STRUCTURAL
+    )
+    attention_maps: bool = Field(False, json_schema_extra=STRUCTURAL)
 
 
 class Target(Node):
-    """`target cpu { ... }`: where and how generated code runs."""
+    """`target cpu { ... }` or `target cuda { ... }`: where and how generated code runs.
 
-    device: Literal["cpu"] = Field("cpu", json_schema_extra=STRUCTURAL)
-    precision: Literal["fp32"] = Field("fp32", json_schema_extra=STRUCTURAL)
+    precision: fp32, or bf16/fp16 autocast (fp16 with a gradient scaler, CUDA only).
+    compile: wrap the training model in torch.compile. kernels: `triton` replaces the
+    SDPA-output gate with a fused Triton kernel (forward and backward).
+    """
+
+    device: Literal["cpu", "cuda"] = Field("cpu", json_schema_extra=STRUCTURAL)
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", json_schema_extra=STRUCTURAL)
+    compile: bool = Field(False, json_schema_extra=STRUCTURAL)
+    kernels: Literal["eager", "triton"] = Field("eager", json_schema_extra=STRUCTURAL)
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
 
 
@@ -159,6 +190,7 @@ Metric = Literal[
     "first_token_attention",
     "max_activation",
     "gate_score",
+    "loss_spikes",
 ]
 METRIC_HELP: dict[str, str] = {
     "train_loss": "mean training loss since the previous evaluation",
@@ -171,7 +203,8 @@ METRIC_HELP: dict[str, str] = {
     "max_activation": (
         "M-Act: max |hidden state| output by each layer, averaged over layers (massive activations)"
     ),
-    "gate_score": "mean attention-gate value sigmoid(XW) (gated runs only)",
+    "gate_score": "mean attention-gate value act(XW) (gated runs only)",
+    "loss_spikes": "training steps so far whose loss exceeded spike_factor x the running median",
 }
 
 
@@ -183,6 +216,7 @@ class Config(Node):
     model: Transformer
     objective: NextToken
     train: Train = Train()
+    eval: Evaluation = Evaluation()
     target: Target = Target()
     metrics: tuple[Metric, ...] = Field(
         ("train_loss", "val_loss", "val_ppl"), json_schema_extra=STRUCTURAL
@@ -196,6 +230,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "model": {"label": "family", "required_label": True, "kinds": {"transformer": Transformer}},
     "objective": {"label": "kind", "required_label": True, "kinds": {"next_token": NextToken}},
     "train": {"label": None, "required_label": False, "kinds": None},
+    "eval": {"label": None, "required_label": False, "kinds": None},
     "target": {"label": "device", "required_label": False, "kinds": None},
 }
 REQUIRED_SECTIONS = ("experiment", "data", "model", "objective")

@@ -24,10 +24,17 @@ SECTION_CLASSES = {
     "model": "ModelConfig",
     "data": "DataConfig",
     "train": "TrainConfig",
+    "eval": "EvalConfig",
     "target": "TargetConfig",
 }
 # Structural fields the templates know how to branch on when variants differ.
-VARIABLE_STRUCTURE = {("model", "attention", "gate"), ("model", "norm")}
+VARIABLE_STRUCTURE = {
+    ("model", "attention", "gate"),
+    ("model", "attention", "gate_position"),
+    ("model", "attention", "gate_activation"),
+    ("model", "norm"),
+    ("model", "norm_layout"),
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,16 @@ class Plan:
         if len(values) != 1:
             raise ValueError(f"{dotted} varies between runs: {values}")
         return values[0]
+
+    def gated_values(self, dotted: str) -> list[Any]:
+        """The values a gate setting takes across the runs that have a gate."""
+        path = tuple(dotted.split("."))
+        gated = [c for c in self.configs if c.model.attention.gate != "none"]
+        return sorted({_hashable(get_path(c, path)) for c in gated}, key=repr)
+
+    def sections(self) -> list[tuple[str, str]]:
+        """(section, dataclass name) for every section that has config fields."""
+        return [(s, cls) for s, cls in SECTION_CLASSES.items() if self.section_fields(s)]
 
     def uses(self, dotted: str, value: Any) -> bool:
         """Whether any run sets the path to the value (so the code must support it)."""

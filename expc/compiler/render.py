@@ -98,6 +98,8 @@ def render(spec: ir.Spec) -> dict[str, str]:
     env = _environment()
     package = config.experiment.name
     files = {f"{package}/__init__.py": env.get_template("package_init.py.j2").render(context)}
+    if config.target.kernels == "triton":
+        templates = (*templates, "lm/kernels.py.j2")
     for template in templates:
         name = template.rsplit("/", 1)[-1].removesuffix(".j2")
         files[f"{package}/{name}"] = env.get_template(template).render(context)

@@ -48,7 +48,41 @@ def _gate_metric_needs_a_gate(spec: ir.Spec) -> Iterator[Diagnostic]:
         )
 
 
-RUN_RULES: tuple[Rule, ...] = (_heads_divide_width, _rope_needs_even_head_dim)
+def _target_is_consistent(spec: ir.Spec) -> Iterator[Diagnostic]:
+    target = spec.config.target
+    if target.precision == "fp16" and target.device != "cuda":
+        yield Diagnostic(
+            "`target.precision = fp16` needs `target cuda` (CPU autocast runs bf16)",
+            target.span_of("precision"),
+            help="use `precision = bf16` on the CPU",
+        )
+    if target.kernels == "triton" and not any(
+        run.config.model.attention.gate != "none"
+        and run.config.model.attention.gate_position == "sdpa"
+        for run in spec.runs
+    ):
+        yield Diagnostic(
+            "`target.kernels = triton` fuses the SDPA-output gate, but no run has one",
+            target.span_of("kernels"),
+            help="set `model.attention.gate` with `gate_position = sdpa`, or use `kernels = eager`",
+        )
+
+
+def _long_context_needs_the_base_context(config: ir.Config) -> Iterator[Diagnostic]:
+    multiples = config.eval.context_multiples
+    if 1 not in multiples or len(set(multiples)) != len(multiples):
+        yield Diagnostic(
+            f"`eval.context_multiples` must hold 1 (the training context) once, got {list(multiples)}",
+            config.eval.span_of("context_multiples"),
+            help="for example `context_multiples = [1, 2, 4]`",
+        )
+
+
+RUN_RULES: tuple[Rule, ...] = (
+    _heads_divide_width,
+    _rope_needs_even_head_dim,
+    _long_context_needs_the_base_context,
+)
 
 
 def _divisors(n: int) -> str:
@@ -63,6 +97,7 @@ def validate(spec: ir.Spec) -> list[Diagnostic]:
         for rule in RUN_RULES:
             found.extend(rule(run.config))
     found.extend(_gate_metric_needs_a_gate(spec))
+    found.extend(_target_is_consistent(spec))
     errors = [d for d in found if d.severity == "error"]
     if errors:
         raise CompileError(errors)

@@ -8,21 +8,27 @@ It never imports the compiler.
 
 from expc.runtime.checkpoint import load_checkpoint, save_checkpoint
 from expc.runtime.data import read_text_corpus
+from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
 from expc.runtime.launch import apply_overrides, main
 from expc.runtime.metrics import MetricsLogger, read_metrics
 from expc.runtime.progress import Progress
+from expc.runtime.report import plot_attention_maps
 from expc.runtime.seeding import configure_torch
+from expc.runtime.stability import SpikeCounter
 
 __all__ = [
     "MetricsLogger",
     "Progress",
     "RunError",
+    "SpikeCounter",
     "apply_overrides",
     "configure_torch",
     "load_checkpoint",
     "main",
+    "plot_attention_maps",
     "read_metrics",
     "read_text_corpus",
+    "resolve_device",
     "save_checkpoint",
 ]

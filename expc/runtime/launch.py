@@ -12,7 +12,7 @@ from typing import Any
 from expc.runtime.errors import RunError
 from expc.runtime.progress import Progress, progress_bar
 
-TrainFn = Callable[[Any, Path, Progress | None], dict[str, float]]
+TrainFn = Callable[..., dict[str, float]]
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -67,6 +67,7 @@ def main(
         profile: str = typer.Option(None, "--profile", help=f"One of: {', '.join(profiles)}."),
         smoke: bool = typer.Option(False, "--smoke", help="Same as --profile smoke."),
         set_: list[str] = typer.Option(None, "--set", help="Override, e.g. train.lr=3e-3."),
+        device: str = typer.Option(None, "--device", help="cpu or cuda (default: the spec's)."),
     ) -> None:
         overrides: dict[str, Any] = {}
         chosen = "smoke" if smoke else profile
@@ -90,7 +91,7 @@ def main(
                 config = apply_overrides(runs[name], overrides)
                 with progress_bar() as bar:
                     task = Progress(bar, name, config.train.steps)
-                    final = train(config, out / experiment / name, task)
+                    final = train(config, out / experiment / name, task, device=device)
                 print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
         except RunError as error:
             typer.secho(f"error: {error}", fg="red", err=True)

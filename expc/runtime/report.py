@@ -70,6 +70,34 @@ def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> 
     return written
 
 
+def plot_attention_maps(maps: list, path: Path, title: str) -> Path:
+    """One heatmap per layer: query position (rows) x key position (columns), averaged over
+    heads. A bright first column is an attention sink."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(maps))
+    rows = (len(maps) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), dpi=100, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index >= len(maps):
+            ax.axis("off")
+            continue
+        attention = maps[index].numpy()
+        ax.imshow(attention, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(attention.max())))
+        sink = float(attention[1:, 0].mean()) if attention.shape[0] > 1 else float("nan")
+        ax.set_title(f"layer {index}: first-token {sink:.2f}", fontsize=9)
+        ax.set_xlabel("key")
+        ax.set_ylabel("query")
+    fig.suptitle(f"{title}: attention averaged over heads")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_report(experiment_dir: Path) -> Path:
     """Write `report.md` (final metrics of every run side by side, plus curves)."""
     experiment_dir = Path(experiment_dir)
@@ -92,6 +120,9 @@ def write_report(experiment_dir: Path) -> Path:
     lines.append("")
     for path in plot_curves(experiment_dir, runs):
         lines += [f"![{path.stem}]({path.name})", ""]
+    for name in finals:
+        if (experiment_dir / name / "attention_maps.png").exists():
+            lines += [f"Attention maps of `{name}`:", "", f"![{name}]({name}/attention_maps.png)", ""]
     report = experiment_dir / "report.md"
     report.write_text("\n".join(lines))
     return report

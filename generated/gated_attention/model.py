@@ -4,8 +4,8 @@
 """Model for `gated_attention`: a decoder-only byte-level transformer.
 
 Pre-norm blocks, rotary position embeddings, RMSNorm,
-and the Gated Attention paper's G1 output gate, `Y' = Y * sigmoid(X W)` on the SDPA
-output of each head before the output projection (X: the normalised block input).
+and the Gated Attention paper's output gates, `Y' = Y * act(X W)` with X the block's
+attention input: on the SDPA output of each head (G1).
 Train it with `expc run specs/gated_attention.exp`.
 """
 
@@ -37,7 +37,7 @@ class ModelConfig:
 
 
 # -----------------------------------------------------------------------------
-# rotary position embeddings (spec line 23)
+# rotary position embeddings (spec line 24)
 
 
 def rope_tables(
@@ -54,7 +54,7 @@ def rope_tables(
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + head_dim/2) of x, shaped (batch, time, heads, head_dim)."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
 # -----------------------------------------------------------------------------
@@ -76,12 +76,13 @@ class Probe:
         causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
         probs = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
         # F-Attn: probability on key 0 from queries 1..T-1, averaged over batch and heads.
-        self.first_token_attention.append(probs[:, :, 1:, 0].mean().item())
+        self.first_token_attention.append(probs[:, :, 1:, 0].float().mean().item())
         return probs @ v
 
     def summary(self) -> dict[str, float]:
         """Means over layers and batches, keyed by metric name."""
-        return {name: sum(values) / len(values) for name, values in vars(self).items() if values}
+        lists = {k: v for k, v in vars(self).items() if isinstance(v, list) and k != "maps"}
+        return {name: sum(values) / len(values) for name, values in lists.items() if values}
 
 
 # -----------------------------------------------------------------------------
@@ -95,10 +96,22 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = config.width // config.heads
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=False)
         self.proj = nn.Linear(config.width, config.width, bias=False)
-        # G1 gate (spec line 26): differs between runs.
+        # The gate (spec line 26): X W gives one score per channel of each head.
         self.gate: nn.Linear | None = None
-        if config.attention_gate == "elementwise":  # one gate per channel of each head
+        if config.attention_gate != "none":
             self.gate = nn.Linear(config.width, config.width, bias=False)
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """X W, shaped (batch, length, heads, head_dim or 1)."""
+        batch, length, _ = x.shape
+        return self.gate(x).view(batch, length, self.heads, -1)
+
+    def gate_scores(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+        """act(X W): the multiplicative gate."""
+        scores = torch.sigmoid(self.gate_logits(x))
+        if probe is not None:
+            probe.gate_score.append(scores.float().mean().item())
+        return scores
 
     def forward(
         self,
@@ -115,12 +128,9 @@ class CausalSelfAttention(nn.Module):
         else:
             y = probe.attention(q, k, v)
         y = y.transpose(1, 2)  # (batch, length, heads, head_dim)
+        # G1: gate each head's attention output with this token's own hidden state.
         if self.gate is not None:
-            # Query-dependent gate from this token's normalised hidden state x.
-            gate = torch.sigmoid(self.gate(x)).view(batch, length, self.heads, -1)
-            if probe is not None:
-                probe.gate_score.append(gate.mean().item())
-            y = y * gate
+            y = y * self.gate_scores(x, probe)
         return self.proj(y.reshape(batch, length, width))
 
 
@@ -194,5 +204,5 @@ class Transformer(nn.Module):
         logits = self.head(self.norm(x))
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss

@@ -56,6 +56,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # default
     eval_every: int = 100  # spec line 38
     eval_batches: int = 16  # spec line 39
+    spike_factor: float = 1.5  # default
+    spike_window: int = 50  # default
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,9 @@ METRICS = (
     "first_token_attention",
     "max_activation",
     "gate_score",
+    "diverged",
 )
+DEVICE = "cpu"  # spec line 42; `expc run --device` overrides
 
 
 # -----------------------------------------------------------------------------
@@ -157,7 +161,9 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Transformer, tokens: torch.Tensor, run: Run) -> dict[str, float]:
+def evaluate(
+    model: Transformer, tokens: torch.Tensor, run: Run, device: torch.device
+) -> dict[str, float]:
     """Held-out loss and the probe statistics on the same batches every time."""
     model.eval()
     generator = torch.Generator().manual_seed(run.seed + 1)
@@ -165,22 +171,26 @@ def evaluate(model: Transformer, tokens: torch.Tensor, run: Run) -> dict[str, fl
     losses = []
     for _ in range(run.train.eval_batches):
         x, y = get_batch(tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x, y, probe=probe)
+        _, loss = model(x.to(device), y.to(device), probe=probe)
         losses.append(loss.item())
-    model.train()
     val_loss = sum(losses) / len(losses)
-    return {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
+    result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
+    model.train()
+    return result
 
 
 # -----------------------------------------------------------------------------
 # training loop
 
 
-def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> dict[str, float]:
+def train(
+    run: Run, out_dir: Path, progress: runtime.Progress | None = None, device: str | None = None
+) -> dict[str, float]:
     """Train one run; append a metrics.jsonl row per evaluation; return the last row."""
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
+    target = runtime.resolve_device(DEVICE, override=device)
     train_tokens, val_tokens = load_data(run.data)
-    model = Transformer(run.model)
+    model = Transformer(run.model).to(target)
     optimizer = make_optimizer(model, run.train)
     generator = torch.Generator().manual_seed(run.seed)
     logger = runtime.MetricsLogger(out_dir, config=asdict(run))
@@ -190,13 +200,18 @@ def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> 
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x, y)
+        _, loss = model(x.to(target), y.to(target))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
         optimizer.step()
-        losses.append(loss.item())
+        value = loss.item()
+        losses.append(value)
         done = step + 1
+        if not math.isfinite(value):  # diverged: record it and stop, NaNs teach nothing
+            row = {"step": done, "lr": lr, "train_loss": value, "diverged": 1}
+            logger.log({key: row[key] for key in METRICS if key in row})
+            break
         if done % run.train.eval_every == 0 or done == run.train.steps:
             row = {
                 "step": done,
@@ -204,12 +219,12 @@ def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> 
                 "lr": lr,
                 "elapsed_s": time.perf_counter() - started,
                 "train_loss": sum(losses) / len(losses),
-                **evaluate(model, val_tokens, run),
+                **evaluate(model, val_tokens, run, target),
             }
             logger.log({key: row[key] for key in METRICS if key in row})
             losses = []
         if progress is not None:
-            progress.advance(loss=loss.item())
+            progress.advance(loss=value)
     runtime.save_checkpoint(
         out_dir / "checkpoint.pt",
         model=model,

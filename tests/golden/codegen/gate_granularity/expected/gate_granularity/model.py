@@ -3,9 +3,9 @@
 # Edit the spec and run `expc compile`; `expc check` verifies this file.
 """Model for `gate_granularity`: a decoder-only byte-level transformer.
 
-Pre-norm blocks, rotary position embeddings, RMSNorm or LayerNorm (per run),
-and the Gated Attention paper's G1 output gate, `Y' = Y * sigmoid(X W)` on the SDPA
-output of each head before the output projection (X: the normalised block input).
+Pre-norm blocks, rotary position embeddings, LayerNorm or RMSNorm (per run),
+and the Gated Attention paper's output gates, `Y' = Y * act(X W)` with X the block's
+attention input: on the SDPA output of each head (G1).
 Train it with `expc run tests/golden/codegen/gate_granularity/spec.exp`.
 """
 
@@ -62,7 +62,7 @@ def rope_tables(
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + head_dim/2) of x, shaped (batch, time, heads, head_dim)."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
 # -----------------------------------------------------------------------------
@@ -85,7 +85,8 @@ class Probe:
 
     def summary(self) -> dict[str, float]:
         """Means over layers and batches, keyed by metric name."""
-        return {name: sum(values) / len(values) for name, values in vars(self).items() if values}
+        lists = {k: v for k, v in vars(self).items() if isinstance(v, list) and k != "maps"}
+        return {name: sum(values) / len(values) for name, values in lists.items() if values}
 
 
 # -----------------------------------------------------------------------------
@@ -99,12 +100,23 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = config.width // config.heads
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=False)
         self.proj = nn.Linear(config.width, config.width, bias=False)
-        # G1 gate: differs between runs.
+        # The gate: X W gives one score per channel of each head or one score per head.
+        widths = {"elementwise": config.width, "headwise": config.heads}
         self.gate: nn.Linear | None = None
-        if config.attention_gate == "elementwise":  # one gate per channel of each head
-            self.gate = nn.Linear(config.width, config.width, bias=False)
-        if config.attention_gate == "headwise":  # one scalar gate per head
-            self.gate = nn.Linear(config.width, config.heads, bias=False)
+        if config.attention_gate != "none":
+            self.gate = nn.Linear(config.width, widths[config.attention_gate], bias=False)
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """X W, shaped (batch, length, heads, head_dim or 1)."""
+        batch, length, _ = x.shape
+        return self.gate(x).view(batch, length, self.heads, -1)
+
+    def gate_scores(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
+        """act(X W): the multiplicative gate."""
+        scores = torch.sigmoid(self.gate_logits(x))
+        if probe is not None:
+            probe.gate_score.append(scores.float().mean().item())
+        return scores
 
     def forward(
         self,
@@ -121,12 +133,9 @@ class CausalSelfAttention(nn.Module):
         else:
             y = probe.attention(q, k, v)
         y = y.transpose(1, 2)  # (batch, length, heads, head_dim)
+        # G1: gate each head's attention output with this token's own hidden state.
         if self.gate is not None:
-            # Query-dependent gate from this token's normalised hidden state x.
-            gate = torch.sigmoid(self.gate(x)).view(batch, length, self.heads, -1)
-            if probe is not None:
-                probe.gate_score.append(gate.mean().item())
-            y = y * gate
+            y = y * self.gate_scores(x, probe)
         return self.proj(y.reshape(batch, length, width))
 
 
@@ -198,5 +207,5 @@ class Transformer(nn.Module):
         logits = self.head(self.norm(x))
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss

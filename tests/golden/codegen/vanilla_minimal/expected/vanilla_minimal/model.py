@@ -4,7 +4,7 @@
 """Model for `vanilla_minimal`: a decoder-only byte-level transformer.
 
 Pre-norm blocks, rotary position embeddings, RMSNorm,
-and plain softmax attention (no output gate).
+and plain softmax attention.
 Train it with `expc run tests/golden/codegen/vanilla_minimal/spec.exp`.
 """
 
@@ -50,7 +50,7 @@ def rope_tables(
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + head_dim/2) of x, shaped (batch, time, heads, head_dim)."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
 # -----------------------------------------------------------------------------
@@ -145,5 +145,5 @@ class Transformer(nn.Module):
         logits = self.head(self.norm(x))
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss

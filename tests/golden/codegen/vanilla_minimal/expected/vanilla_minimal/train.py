@@ -54,6 +54,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # default
     eval_every: int = 100  # default
     eval_batches: int = 10  # default
+    spike_factor: float = 1.5  # default
+    spike_window: int = 50  # default
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ PROFILES: dict[str, dict[str, object]] = {
 }
 
 # The keys of every row of metrics.jsonl.
-METRICS = ("step", "tokens", "lr", "elapsed_s", "train_loss", "val_loss", "val_ppl")
+METRICS = ("step", "tokens", "lr", "elapsed_s", "train_loss", "val_loss", "val_ppl", "diverged")
+DEVICE = "cpu"  # default; `expc run --device` overrides
 
 
 # -----------------------------------------------------------------------------
@@ -138,29 +141,35 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Transformer, tokens: torch.Tensor, run: Run) -> dict[str, float]:
+def evaluate(
+    model: Transformer, tokens: torch.Tensor, run: Run, device: torch.device
+) -> dict[str, float]:
     """Held-out loss on the same batches every time."""
     model.eval()
     generator = torch.Generator().manual_seed(run.seed + 1)
     losses = []
     for _ in range(run.train.eval_batches):
         x, y = get_batch(tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x, y)
+        _, loss = model(x.to(device), y.to(device))
         losses.append(loss.item())
-    model.train()
     val_loss = sum(losses) / len(losses)
-    return {"val_loss": val_loss, "val_ppl": math.exp(val_loss)}
+    result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss)}
+    model.train()
+    return result
 
 
 # -----------------------------------------------------------------------------
 # training loop
 
 
-def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> dict[str, float]:
+def train(
+    run: Run, out_dir: Path, progress: runtime.Progress | None = None, device: str | None = None
+) -> dict[str, float]:
     """Train one run; append a metrics.jsonl row per evaluation; return the last row."""
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
+    target = runtime.resolve_device(DEVICE, override=device)
     train_tokens, val_tokens = load_data(run.data)
-    model = Transformer(run.model)
+    model = Transformer(run.model).to(target)
     optimizer = make_optimizer(model, run.train)
     generator = torch.Generator().manual_seed(run.seed)
     logger = runtime.MetricsLogger(out_dir, config=asdict(run))
@@ -170,13 +179,18 @@ def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> 
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x, y)
+        _, loss = model(x.to(target), y.to(target))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
         optimizer.step()
-        losses.append(loss.item())
+        value = loss.item()
+        losses.append(value)
         done = step + 1
+        if not math.isfinite(value):  # diverged: record it and stop, NaNs teach nothing
+            row = {"step": done, "lr": lr, "train_loss": value, "diverged": 1}
+            logger.log({key: row[key] for key in METRICS if key in row})
+            break
         if done % run.train.eval_every == 0 or done == run.train.steps:
             row = {
                 "step": done,
@@ -184,12 +198,12 @@ def train(run: Run, out_dir: Path, progress: runtime.Progress | None = None) -> 
                 "lr": lr,
                 "elapsed_s": time.perf_counter() - started,
                 "train_loss": sum(losses) / len(losses),
-                **evaluate(model, val_tokens, run),
+                **evaluate(model, val_tokens, run, target),
             }
             logger.log({key: row[key] for key in METRICS if key in row})
             losses = []
         if progress is not None:
-            progress.advance(loss=loss.item())
+            progress.advance(loss=value)
     runtime.save_checkpoint(
         out_dir / "checkpoint.pt",
         model=model,

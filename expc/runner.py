@@ -17,6 +17,7 @@ from expc.compiler import CompileError, Diagnostic, compile_source, parse_overri
 from expc.compiler.diagnostics import did_you_mean
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
+from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
 
 
@@ -100,6 +101,7 @@ def execute(
         raise
 
     target = compiled.spec.config.target
+    resolve_device(target.device, override=device)  # no GPU? say so before any work starts
     if target.kernels == "triton" and (device or target.device) == "cpu":
         # Triton reads this when it is first imported: run the kernels in its interpreter.
         os.environ["TRITON_INTERPRET"] = "1"

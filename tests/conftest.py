@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("COLUMNS", "200")  # rich wraps long lines at the terminal width
+# No GPU here: Triton kernels run under Triton's interpreter on CPU tensors. It must be set
+# before triton is first imported.
+os.environ["TRITON_INTERPRET"] = "1"
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Parallel workers share 2 cores: one thread each (subprocesses inherit it), or torch
     # oversubscribes the CPU and every timing-sensitive test crawls.

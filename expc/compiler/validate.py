@@ -72,7 +72,8 @@ def _long_context_needs_the_base_context(config: ir.Config) -> Iterator[Diagnost
     multiples = config.eval.context_multiples
     if 1 not in multiples or len(set(multiples)) != len(multiples):
         yield Diagnostic(
-            f"`eval.context_multiples` must hold 1 (the training context) once, got {list(multiples)}",
+            "`eval.context_multiples` must hold 1 (the training context) once, "
+            f"got {list(multiples)}",
             config.eval.span_of("context_multiples"),
             help="for example `context_multiples = [1, 2, 4]`",
         )

@@ -77,6 +77,7 @@ def plot_attention_maps(maps: list, path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
 
     columns = min(4, len(maps))
     rows = (len(maps) + columns - 1) // columns
@@ -86,7 +87,8 @@ def plot_attention_maps(maps: list, path: Path, title: str) -> Path:
             ax.axis("off")
             continue
         attention = maps[index].numpy()
-        ax.imshow(attention, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(attention.max())))
+        # A power norm keeps weak rows visible next to the first query, which sees only itself.
+        ax.imshow(attention, cmap="viridis", norm=PowerNorm(gamma=0.4, vmin=0.0, vmax=1.0))
         sink = float(attention[1:, 0].mean()) if attention.shape[0] > 1 else float("nan")
         ax.set_title(f"layer {index}: first-token {sink:.2f}", fontsize=9)
         ax.set_xlabel("key")
@@ -122,7 +124,12 @@ def write_report(experiment_dir: Path) -> Path:
         lines += [f"![{path.stem}]({path.name})", ""]
     for name in finals:
         if (experiment_dir / name / "attention_maps.png").exists():
-            lines += [f"Attention maps of `{name}`:", "", f"![{name}]({name}/attention_maps.png)", ""]
+            lines += [
+                f"Attention maps of `{name}`:",
+                "",
+                f"![{name}]({name}/attention_maps.png)",
+                "",
+            ]
     report = experiment_dir / "report.md"
     report.write_text("\n".join(lines))
     return report

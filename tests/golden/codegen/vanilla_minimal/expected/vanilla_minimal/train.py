@@ -182,7 +182,8 @@ def train(
         _, loss = model(x.to(target), y.to(target))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
+        if run.train.grad_clip > 0:  # 0 turns clipping off
+            torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
         optimizer.step()
         value = loss.item()
         losses.append(value)

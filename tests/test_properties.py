@@ -103,6 +103,7 @@ def valid_specs(draw) -> str:
         "heads": heads,
         "mlp_ratio": draw(st.integers(1, 4)),
         "norm": draw(st.sampled_from(["rmsnorm", "layernorm"])),
+        "norm_layout": draw(st.sampled_from(["pre", "post", "sandwich"])),
         "rope_base": draw(st.sampled_from(["10000", "500.0", "1e6"])),
     }
     gates = draw(st.lists(st.sampled_from(["none", "headwise", "elementwise"]), max_size=3))
@@ -120,8 +121,20 @@ def valid_specs(draw) -> str:
         f"train {{ steps = {steps} lr = {lr} }}",
     ]
     for index, gate in enumerate(gates):
-        norm = draw(st.sampled_from(["", " model.norm = rmsnorm"]))
-        lines.append(f"variant v{index} {{ model.attention.gate = {gate}{norm} }}")
+        extra = draw(
+            st.sampled_from(
+                [
+                    "",
+                    " model.norm = rmsnorm",
+                    " model.norm_layout = sandwich",
+                    " model.attention.gate_position = value",
+                    " model.attention.gate_activation = silu",
+                ]
+            )
+        )
+        lines.append(f"variant v{index} {{ model.attention.gate = {gate}{extra} }}")
+    if draw(st.booleans()):
+        lines.append("eval { context_multiples = [1, 2] attention_maps = true }")
     if draw(st.booleans()):
         lines.append("sweep depth { model.layers = [1, 2] }")
     return "\n".join(lines) + "\n"

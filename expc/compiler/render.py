@@ -31,7 +31,8 @@ def _py(value: Any) -> str:
     if isinstance(value, bool | int | float | str) or value is None:
         return repr(value)
     if isinstance(value, tuple | list):
-        return "(" + "".join(f"{_py(v)}, " for v in value) + ")"
+        items = [_py(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     raise TypeError(f"cannot render {type(value).__name__} as a literal")
 
 

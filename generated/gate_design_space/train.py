@@ -116,11 +116,7 @@ METRICS = (
     "diverged",
 )
 # Validation loss is also measured at these multiples of the training context (spec line 33).
-CONTEXT_MULTIPLES = (
-    1,
-    2,
-    4,
-)
+CONTEXT_MULTIPLES = (1, 2, 4)
 DEVICE = "cpu"  # default; `expc run --device` overrides
 
 

@@ -112,11 +112,7 @@ METRICS = (
     "diverged",
 )
 # Validation loss is also measured at these multiples of the training context (spec line 43).
-CONTEXT_MULTIPLES = (
-    1,
-    2,
-    4,
-)
+CONTEXT_MULTIPLES = (1, 2, 4)
 DEVICE = "cpu"  # spec line 47; `expc run --device` overrides
 
 

@@ -116,11 +116,7 @@ METRICS = (
     "diverged",
 )
 # Validation loss is also measured at these multiples of the training context (spec line 34).
-CONTEXT_MULTIPLES = (
-    1,
-    2,
-    4,
-)
+CONTEXT_MULTIPLES = (1, 2, 4)
 DEVICE = "cuda"  # spec line 37; `expc run --device` overrides
 
 

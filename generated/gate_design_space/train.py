@@ -12,7 +12,7 @@ Every run of the spec, with a progress bar and a report:
 
 This file alone, one run, no compiler needed:
 
-    python -m generated.gate_design_space.train --run vanilla --out runs
+    python -m generated.gate_design_space.train --run vanilla
 """
 
 from __future__ import annotations

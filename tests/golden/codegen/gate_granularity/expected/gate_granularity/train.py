@@ -12,7 +12,7 @@ Every run of the spec, with a progress bar and a report:
 
 This file alone, one run, no compiler needed:
 
-    python -m generated.gate_granularity.train --run vanilla-width_64 --out runs
+    python -m generated.gate_granularity.train --run vanilla-width_64
 """
 
 from __future__ import annotations

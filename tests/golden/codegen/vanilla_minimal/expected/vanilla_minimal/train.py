@@ -10,7 +10,7 @@ Every run of the spec, with a progress bar and a report:
 
 This file alone, one run, no compiler needed:
 
-    python -m generated.vanilla_minimal.train --run main --out runs
+    python -m generated.vanilla_minimal.train --run main
 """
 
 from __future__ import annotations

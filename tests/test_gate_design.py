@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import MINIMAL, compile_text, import_generated, run_cli
+from reference import reference_attention
 
 from expc.compiler.pipeline import compile_path
 from expc.runtime import SpikeCounter, read_metrics
@@ -42,38 +43,6 @@ def cuda_package(tmp_path_factory: pytest.TempPathFactory):
     return model, train, kernels
 
 
-def reference(attn, x: torch.Tensor, rope, gate: str, position: str, act: str) -> torch.Tensor:
-    """The paper's gates written out: Y' = Y * act(X W) at G1 (SDPA out) or G2 (values)."""
-    batch, length, width = x.shape
-    heads, head_dim = attn.heads, width // attn.heads
-    q, k, v = (x @ attn.qkv.weight.T).split(width, dim=-1)
-    q, k, v = (t.view(batch, length, heads, head_dim) for t in (q, k, v))
-    scores = None
-    if gate != "none":
-        logits = (x @ attn.gate.weight.T).view(batch, length, heads, -1)
-        scores = torch.sigmoid(logits) if act == "sigmoid" else F.silu(logits)
-    if scores is not None and position == "value":
-        v = v * scores
-    cos, sin = rope
-    half = head_dim // 2
-
-    def rotate(t: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            (t[..., :half] * cos - t[..., half:] * sin, t[..., :half] * sin + t[..., half:] * cos),
-            -1,
-        )
-
-    q, k = rotate(q), rotate(k)
-    att = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
-    att = att.masked_fill(~torch.ones(length, length, dtype=torch.bool).tril(), -math.inf).softmax(
-        -1
-    )
-    y = torch.einsum("bhqk,bkhd->bqhd", att, v)
-    if scores is not None and position == "sdpa":
-        y = y * scores
-    return y.reshape(batch, length, width) @ attn.proj.weight.T
-
-
 @pytest.mark.parametrize(
     "gate,position,act",
     [
@@ -96,7 +65,7 @@ def test_gate_positions_and_activations(design, gate: str, position: str, act: s
     attn = model_module.CausalSelfAttention(config)
     x = torch.randn(2, 6, 32)
     rope = model_module.rope_tables(6, 8, config.rope_base, x.device)
-    expected = reference(attn, x, rope, gate, position, act)
+    expected = reference_attention(attn, x, rope, gate, position, act)
     torch.testing.assert_close(attn(x, rope), expected, rtol=1e-5, atol=1e-5)
 
 

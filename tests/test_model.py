@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import MINIMAL, compile_text, import_generated
+from reference import reference_attention
 
 SPEC = (
     MINIMAL.replace("width = 16", "width = 32").replace("heads = 2", "heads = 4")
@@ -22,31 +23,6 @@ SPEC = (
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory):
     return import_generated(compile_text(SPEC).files, tmp_path_factory.mktemp("gen"))
-
-
-def reference_attention(attn, x: torch.Tensor, rope, gate_mode: str) -> torch.Tensor:
-    """Y' = Y * sigmoid(X W_theta) on the SDPA output per head, then W_O (paper eq. G1)."""
-    batch, length, width = x.shape
-    heads, head_dim = attn.heads, width // attn.heads
-    q, k, v = (x @ attn.qkv.weight.T).split(width, dim=-1)
-    q, k, v = (t.view(batch, length, heads, head_dim) for t in (q, k, v))
-    cos, sin = rope
-
-    def rotate(t: torch.Tensor) -> torch.Tensor:
-        half = head_dim // 2
-        t1, t2 = t[..., :half], t[..., half:]
-        return torch.cat((t1 * cos - t2 * sin, t1 * sin + t2 * cos), dim=-1)
-
-    q, k = rotate(q), rotate(k)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
-    mask = torch.ones(length, length, dtype=torch.bool).tril()
-    probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-    y = torch.einsum("bhqk,bkhd->bqhd", probs, v)
-    if gate_mode == "elementwise":
-        y = y * torch.sigmoid(x @ attn.gate.weight.T).view(batch, length, heads, head_dim)
-    elif gate_mode == "headwise":
-        y = y * torch.sigmoid(x @ attn.gate.weight.T).view(batch, length, heads, 1)
-    return y.reshape(batch, length, width) @ attn.proj.weight.T
 
 
 @pytest.mark.parametrize("mode", ["none", "headwise", "elementwise"])

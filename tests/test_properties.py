@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import keyword
+import subprocess
 
-from conftest import MINIMAL, compile_text
+from conftest import MINIMAL, ROOT, compile_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ruff.__main__ import find_ruff_bin
 
 from expc.compiler import CompileError
 from expc.compiler.fmt import format_tree
@@ -210,3 +212,20 @@ def test_mutated_specs_fail_cleanly(text: str) -> None:
         for diagnostic in error.diagnostics:
             assert isinstance(diagnostic.span, Span), diagnostic
             assert diagnostic.span.line >= 1 and diagnostic.span.column >= 1
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(valid_specs(), min_size=4, max_size=4))
+def test_valid_specs_generate_ruff_clean_code(tmp_path_factory, texts: list[str]) -> None:
+    out = tmp_path_factory.mktemp("valid")
+    for index, text in enumerate(texts):
+        for name, code in compile_text(text).files.items():
+            path = out / str(index) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(code)
+    lint = subprocess.run(
+        [find_ruff_bin(), "check", "--config", str(ROOT / "pyproject.toml"), str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout

@@ -356,6 +356,10 @@ def run(
     device: str = typer.Option(
         None, "--device", help="cpu or cuda: override the spec's target (try cuda code on cpu)."
     ),
+    resume: bool = typer.Option(False, "--resume", help="Continue runs from their checkpoints."),
+    force: bool = typer.Option(False, "--force", help="Rerun runs that already finished."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs trained in parallel processes."),
+    report: bool = typer.Option(True, "--report/--no-report", hidden=True),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
     from expc.compiler import CompileError
@@ -367,7 +371,7 @@ def run(
     if device not in (None, "cpu", "cuda"):
         raise _fail(f"unknown device `{device}`", "use `--device cpu` or `--device cuda`")
     try:
-        report = execute(
+        report_path = execute(
             spec,
             variants=variant or [],
             profile="smoke" if smoke else profile,
@@ -376,13 +380,81 @@ def run(
             generated=generated,
             console=out,
             device=device,
+            resume=resume,
+            force=force,
+            jobs=jobs,
+            report=report,
         )
     except CompileError as error:
         _report(error, getattr(error, "sources", {}))
         raise _Failed(1) from None
     except (RunError, OSError) as error:
         raise _fail(str(error)) from None
-    out.print(f"report: [bold]{report}[/]")
+    if report_path is not None:
+        out.print(f"report: [bold]{report_path}[/]")
+
+
+@app.command("report")
+@_main
+def report_command(
+    folder: Path = typer.Argument(..., help="An experiment folder (runs/<exp>) or a run folder."),
+) -> None:
+    """Rebuild report.md and the plots from metrics.jsonl files alone."""
+    from expc.runtime.report import run_dirs, write_report
+
+    if not folder.is_dir():
+        raise _fail(f"no such folder: {folder}")
+    if (folder / "metrics.jsonl").exists():  # a run folder: report on its experiment
+        folder = folder.parent
+    if not run_dirs(folder):
+        raise _fail(f"no runs with metrics.jsonl in {folder}", "pass runs/<experiment>")
+    out.print(f"report: [bold]{write_report(folder)}[/]")
+
+
+@app.command("runs")
+@_main
+def runs_command(
+    folder: Path = typer.Argument(Path("runs"), help="The runs folder."),
+) -> None:
+    """List experiments and runs with their progress and latest metrics."""
+    from rich.table import Table
+
+    from expc.runtime.metrics import read_metrics
+    from expc.runtime.report import run_dirs
+
+    if not folder.is_dir():
+        raise _fail(f"no such folder: {folder}", "runs are written by `expc run`")
+    table = Table("experiment", "run", "step", "status", "val_loss", "updated")
+    for experiment in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for run_dir in run_dirs(experiment):
+            rows = read_metrics(run_dir)
+            config = json.loads((run_dir / "config.json").read_text())
+            steps = config.get("train", {}).get("steps", "?")
+            last = rows[-1] if rows else {}
+            status = "finished" if (run_dir / "summary.json").exists() else "partial"
+            if last.get("diverged"):
+                status = "diverged"
+            loss = last.get("val_loss")
+            updated = (run_dir / "metrics.jsonl").stat().st_mtime
+            table.add_row(
+                experiment.name,
+                run_dir.name,
+                f"{last.get('step', 0)}/{steps}",
+                status,
+                f"{loss:.4f}" if isinstance(loss, float) else "-",
+                _ago(updated),
+            )
+    out.print(table)
+
+
+def _ago(mtime: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - mtime))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 @app.command()

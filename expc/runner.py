@@ -3,11 +3,14 @@ generated code in-process with a progress bar, then write the experiment report.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +22,7 @@ from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
 from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
+from expc.runtime.metrics import read_metrics
 
 
 def _load_package(package_dir: Path, experiment: str) -> ModuleType:
@@ -41,7 +45,10 @@ def _select(run_names: list[str], wanted: list[str]) -> list[str]:
         return run_names
     chosen = []
     for name in wanted:
-        matches = [r for r in run_names if r == name or r.startswith(name + "-")]
+        # A run's exact name, else every sweep point of the variant with that name.
+        matches = (
+            [name] if name in run_names else [r for r in run_names if r.startswith(name + "-")]
+        )
         if not matches:
             raise CompileError(
                 [
@@ -65,7 +72,11 @@ def execute(
     generated: Path,
     console: Console,
     device: str | None = None,
-) -> Path:
+    resume: bool = False,
+    force: bool = False,
+    jobs: int = 1,
+    report: bool = True,
+) -> Path | None:
     """Run the selected runs of a spec; return the path of the report."""
     from expc.runtime.progress import Progress, progress_bar
     from expc.runtime.report import write_report
@@ -123,21 +134,118 @@ def execute(
     for name in names:  # run names are validated; this guards the invariant anyway
         if not (experiment_dir / name).resolve().is_relative_to(experiment_dir.resolve()):
             raise RunError(f"run name {name!r} would leave {experiment_dir}")
-    with progress_bar() as bar:
-        for name in names:
-            values = plan.run_values(runs[name].config)
-            config = module.Run(
-                name,
-                **values.get("run", {}),
-                **{
-                    section: getattr(module, cls)(**values.get(section, {}))
-                    for section, cls in plan.sections()
-                },
+
+    def config_of(name: str):  # noqa: ANN202 - the generated module's Run dataclass
+        values = plan.run_values(runs[name].config)
+        return module.Run(
+            name,
+            **values.get("run", {}),
+            **{
+                section: getattr(module, cls)(**values.get(section, {}))
+                for section, cls in plan.sections()
+            },
+        )
+
+    pending = []
+    for name in names:
+        if not force and _finished(experiment_dir / name, dataclasses.asdict(config_of(name))):
+            console.print(
+                f"[bold]{name}[/]: finished earlier with this config, skipped (--force reruns)"
             )
-            task = Progress(bar, name, config.train.steps)
-            final = module.train(config, experiment_dir / name, task, device=device)
-            bar.console.print(
-                f"[bold]{name}[/]: "
-                + ", ".join(f"{k}={v:.4g}" for k, v in final.items() if k not in ("tokens", "lr"))
-            )
-    return write_report(experiment_dir)
+        else:
+            pending.append(name)
+    if jobs > 1 and len(pending) > 1:
+        flags = _child_flags(profile, sets, device, resume, generated)
+        failed = _run_jobs(spec_path, pending, flags, experiment_dir, out_dir, jobs, console)
+    else:
+        failed = []
+        with progress_bar() as bar:
+            for name in pending:
+                config = config_of(name)
+                task = Progress(bar, name, config.train.steps)
+                try:
+                    final = module.train(
+                        config, experiment_dir / name, task, device=device, resume=resume
+                    )
+                except RunError as error:  # this run cannot go on; the others can
+                    failed.append(name)
+                    (experiment_dir / name).mkdir(parents=True, exist_ok=True)
+                    (experiment_dir / name / "job.log").write_text(f"error: {error}\n")
+                    bar.console.print(f"[bold red]{name}: failed[/]: {error}")
+                    continue
+                bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
+    report_path = write_report(experiment_dir) if report else None
+    if failed:
+        raise RunError(
+            f"{len(failed)} of {len(pending)} runs failed: "
+            + ", ".join(f"{name} (see {experiment_dir / name / 'job.log'})" for name in failed)
+            + "; the others finished and are in the report"
+        )
+    return report_path
+
+
+def _summary(row: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("tokens", "lr"))
+
+
+def _finished(run_dir: Path, config: dict) -> bool:
+    """A run that wrote its summary with exactly this config needs no rerun."""
+    try:
+        written = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    same = written == json.loads(json.dumps(config))
+    return same and (run_dir / "summary.json").exists()
+
+
+def _child_flags(
+    profile: str | None, sets: list[str], device: str | None, resume: bool, generated: Path
+) -> list[str]:
+    flags = ["--generated", str(generated), "--force"]
+    if profile:
+        flags += ["--profile", profile]
+    for item in sets:
+        flags += ["--set", item]
+    if device:
+        flags += ["--device", device]
+    if resume:
+        flags.append("--resume")
+    return flags
+
+
+def _run_jobs(
+    spec_path: Path,
+    names: list[str],
+    flags: list[str],
+    experiment_dir: Path,
+    out_dir: Path,
+    jobs: int,
+    console: Console,
+) -> list[str]:
+    """Each run in its own `expc run` process, `jobs` at a time; a failure stops only itself."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+    def launch(name: str) -> int:
+        log_path = experiment_dir / name / "job.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "expc", "run", str(spec_path), "--variant", name]
+        command += ["--out", str(out_dir), "--no-report", *flags]
+        with log_path.open("w") as log:
+            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+    failed = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(launch, name): name for name in names}
+        console.print(f"running {len(names)} runs, {jobs} at a time ({threads} thread(s) each)")
+        for future in as_completed(futures):
+            name = futures[future]
+            if future.result() == 0:
+                rows = read_metrics(experiment_dir / name)
+                console.print(f"[bold]{name}[/]: {_summary(rows[-1]) if rows else 'done'}")
+            else:
+                failed.append(name)
+                console.print(
+                    f"[bold red]{name}: failed[/] (log: {experiment_dir / name / 'job.log'})"
+                )
+    return failed

@@ -149,6 +149,8 @@ class Train(Node):
     # median of the previous spike_window losses.
     spike_factor: Annotated[float, Field(gt=1.0, le=100.0)] = 1.5
     spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
+    # Checkpoint (atomically) every N steps; 0 = at every evaluation. `--resume` continues.
+    checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
 
 
 class Evaluation(Node):

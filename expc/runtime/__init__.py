@@ -6,7 +6,7 @@ seeding, metric logging, checkpoints, progress, and the standalone command line.
 It never imports the compiler.
 """
 
-from expc.runtime.checkpoint import load_checkpoint, save_checkpoint
+from expc.runtime.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from expc.runtime.data import read_text_corpus
 from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
@@ -30,5 +30,6 @@ __all__ = [
     "read_metrics",
     "read_text_corpus",
     "resolve_device",
+    "restore_rng",
     "save_checkpoint",
 ]

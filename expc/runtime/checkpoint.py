@@ -28,8 +28,18 @@ def save_checkpoint(
         **extra,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as file:
+        torch.save(state, file)
+        file.flush()
+        os.fsync(file.fileno())  # on disk before the rename makes it the checkpoint
     os.replace(tmp, path)
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put every global generator back where a checkpoint found it."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

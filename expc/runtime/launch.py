@@ -68,6 +68,7 @@ def main(
         smoke: bool = typer.Option(False, "--smoke", help="Same as --profile smoke."),
         set_: list[str] = typer.Option(None, "--set", help="Override, e.g. train.lr=3e-3."),
         device: str = typer.Option(None, "--device", help="cpu or cuda (default: the spec's)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
     ) -> None:
         overrides: dict[str, Any] = {}
         chosen = "smoke" if smoke else profile
@@ -91,7 +92,9 @@ def main(
                 config = apply_overrides(runs[name], overrides)
                 with progress_bar() as bar:
                     task = Progress(bar, name, config.train.steps)
-                    final = train(config, out / experiment / name, task, device=device)
+                    final = train(
+                        config, out / experiment / name, task, device=device, resume=resume
+                    )
                 print(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
         except RunError as error:
             typer.secho(f"error: {error}", fg="red", err=True)

@@ -19,9 +19,9 @@ class Progress:
         self._bar = bar
         self._task = bar.add_task(description, total=total, loss=float("nan"))
 
-    def advance(self, loss: float | None = None) -> None:
+    def advance(self, loss: float | None = None, steps: int = 1) -> None:
         fields = {} if loss is None else {"loss": loss}
-        self._bar.update(self._task, advance=1, **fields)
+        self._bar.update(self._task, advance=steps, **fields)
 
 
 def progress_bar(transient: bool = False) -> RichProgress:

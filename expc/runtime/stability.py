@@ -18,6 +18,19 @@ class SpikeCounter:
         self.steps: list[int] = []  # 1-based steps that spiked
         self._seen = 0
 
+    def state_dict(self) -> dict:
+        return {
+            "recent": list(self.recent),
+            "count": self.count,
+            "steps": self.steps,
+            "seen": self._seen,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+        self.count, self.steps, self._seen = state["count"], list(state["steps"]), state["seen"]
+
     def update(self, loss: float) -> bool:
         self._seen += 1
         full = len(self.recent) == self.recent.maxlen

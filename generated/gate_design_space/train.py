@@ -58,6 +58,7 @@ class TrainConfig:
     eval_batches: int = 16  # spec line 29
     spike_factor: float = 1.5  # default
     spike_window: int = 50  # default
+    checkpoint_every: int = 0  # default
 
 
 @dataclass(frozen=True)
@@ -214,18 +215,43 @@ def attention_maps(
 
 
 def train(
-    run: Run, out_dir: Path, progress: runtime.Progress | None = None, device: str | None = None
+    run: Run,
+    out_dir: Path,
+    progress: runtime.Progress | None = None,
+    device: str | None = None,
+    resume: bool = False,
 ) -> dict[str, float]:
-    """Train one run; append a metrics.jsonl row per evaluation; return the last row."""
+    """Train one run; append a metrics.jsonl row per evaluation; return the last row.
+
+    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the same
+    parameters, optimiser moments, data position and random states, so the metrics match
+    an uninterrupted run.
+    """
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
     target = runtime.resolve_device(DEVICE, override=device)
     train_tokens, val_tokens = load_data(run.data)
     model = Transformer(run.model).to(target)
     optimizer = make_optimizer(model, run.train)
     generator = torch.Generator().manual_seed(run.seed)
-    logger = runtime.MetricsLogger(out_dir, config=asdict(run))
-    started, losses, row = time.perf_counter(), [], {}
-    for step in range(run.train.steps):
+    checkpoint_path = out_dir / "checkpoint.pt"
+    first_step, losses, elapsed = 0, [], 0.0
+    state = (
+        runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
+    )
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        runtime.restore_rng(state["rng"])
+        first_step, losses, elapsed = state["step"], state["losses"], state["elapsed_s"]
+    logger = runtime.MetricsLogger(
+        out_dir, config=asdict(run), resume_from=first_step if state is not None else None
+    )
+    row = logger.rows[-1] if logger.rows else {}
+    started = time.perf_counter() - elapsed
+    if progress is not None:
+        progress.advance(steps=first_step)
+    for step in range(first_step, run.train.steps):
         lr = learning_rate(step, run.train)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -243,7 +269,8 @@ def train(
             row = {"step": done, "lr": lr, "train_loss": value, "diverged": 1}
             logger.log({key: row[key] for key in METRICS if key in row})
             break
-        if done % run.train.eval_every == 0 or done == run.train.steps:
+        evaluated = done % run.train.eval_every == 0 or done == run.train.steps
+        if evaluated:
             row = {
                 "step": done,
                 "tokens": done * run.train.batch_size * run.data.context,
@@ -254,17 +281,22 @@ def train(
             }
             logger.log({key: row[key] for key in METRICS if key in row})
             losses = []
+        every = run.train.checkpoint_every
+        if (every and done % every == 0) or (not every and evaluated) or done == run.train.steps:
+            runtime.save_checkpoint(
+                checkpoint_path,
+                model=model,
+                optimizer=optimizer,
+                step=done,
+                run=asdict(run),
+                generator=generator.get_state(),
+                losses=losses,
+                elapsed_s=time.perf_counter() - started,
+            )
         if progress is not None:
             progress.advance(loss=value)
     maps = attention_maps(model, val_tokens, run, target)
     runtime.plot_attention_maps(maps, out_dir / "attention_maps.png", title=run.name)
-    runtime.save_checkpoint(
-        out_dir / "checkpoint.pt",
-        model=model,
-        optimizer=optimizer,
-        step=run.train.steps,
-        run=asdict(run),
-    )
     logger.close(summary=row)
     return row
 

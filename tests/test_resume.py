@@ -1,0 +1,138 @@
+"""Running at scale on one machine: exact resume after `kill -9`, skipping finished runs,
+parallel jobs that fail independently, `expc report` and `expc runs`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL, ROOT, run_cli
+
+from expc.runtime import read_metrics
+
+COMMAND = [
+    sys.executable,
+    "-m",
+    "expc",
+    "run",
+    "specs/gated_attention.exp",
+    "--variant",
+    "gated",
+    "--smoke",
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.eval_every=5",
+]
+
+
+def without_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in rows]
+
+
+def run_until(out: Path, rows: int, extra: tuple[str, ...] = ()) -> None:
+    """Start a run and SIGKILL it once metrics.jsonl has `rows` rows."""
+    metrics = out / "gated_attention" / "gated" / "metrics.jsonl"
+    process = subprocess.Popen(
+        [*COMMAND, "--out", str(out), *extra],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_resume_after_kill_reaches_identical_metrics(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    subprocess.run([*COMMAND, "--out", str(reference)], cwd=ROOT, check=True, capture_output=True)
+    expected = read_metrics(reference / "gated_attention" / "gated")
+    assert [r["step"] for r in expected] == list(range(5, 41, 5))
+
+    interrupted = tmp_path / "interrupted"
+    run_until(interrupted, rows=2)
+    partial = read_metrics(interrupted / "gated_attention" / "gated")
+    assert 2 <= len(partial) < 8
+    run_until(interrupted, rows=5, extra=("--resume",))  # killed a second time
+    subprocess.run(
+        [*COMMAND, "--out", str(interrupted), "--resume"], cwd=ROOT, check=True, capture_output=True
+    )
+    resumed = read_metrics(interrupted / "gated_attention" / "gated")
+    assert [r["step"] for r in resumed] == list(range(5, 41, 5))  # none missing or repeated
+    assert without_time(resumed) == without_time(expected)  # bit-identical floats
+
+
+def test_finished_runs_are_skipped_unless_forced(tmp_path: Path) -> None:
+    args = [
+        "run",
+        "specs/gated_attention.exp",
+        "--smoke",
+        "--variant",
+        "vanilla",
+        "--out",
+        tmp_path,
+    ]
+    assert run_cli(*args, "--set", "train.steps=4").exit_code == 0
+    again = run_cli(*args, "--set", "train.steps=4")
+    assert "finished earlier with this config, skipped" in again.output
+    changed = run_cli(*args, "--set", "train.steps=6")  # another config: trains again
+    assert "finished earlier" not in changed.output
+    assert read_metrics(tmp_path / "gated_attention" / "vanilla")[-1]["step"] == 6
+    forced = run_cli(*args, "--set", "train.steps=6", "--force")
+    assert "finished earlier" not in forced.output
+
+
+@pytest.fixture()
+def sweep_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "sweep.exp"
+    spec.write_text(
+        MINIMAL.replace("experiment tiny {}", "experiment jobs_demo {}")
+        + 'sweep corpus { data.corpus = ["pydoc_data.topics", "missing.txt"] }\n'
+        + "sweep depth { model.layers = [1, 2] }\n"
+    )
+    return spec
+
+
+def test_parallel_jobs_fail_independently_and_rerun_skips(tmp_path: Path, sweep_spec: Path) -> None:
+    out, generated = tmp_path / "runs", tmp_path / "generated"
+    command = [sys.executable, "-m", "expc", "run", str(sweep_spec), "--jobs", "2"]
+    command += ["--out", str(out), "--generated", str(generated)]
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 1
+    assert "1 of 4 runs failed: corpus_missing.txt" in first.stdout + first.stderr
+    experiment = out / "jobs_demo"
+    for name in ("corpus_pydoc_data.topics", "layers_1", "layers_2"):
+        assert (experiment / name / "summary.json").exists(), name
+    assert "not found" in (experiment / "corpus_missing.txt" / "job.log").read_text()
+    assert (experiment / "report.md").exists()
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert second.stdout.count("finished earlier") == 3
+    assert "1 of 1 runs failed" in second.stdout + second.stderr
+
+
+def test_report_and_runs_commands(tmp_path: Path) -> None:
+    run_cli("run", "specs/gated_attention.exp", "--smoke", "--set", "train.steps=2",
+            "--set", "train.eval_every=1", "--out", tmp_path)  # fmt: skip
+    experiment = tmp_path / "gated_attention"
+    (experiment / "report.md").unlink()
+    (experiment / "val_loss.png").unlink()
+    result = run_cli("report", experiment / "gated")  # a run folder works too
+    assert result.exit_code == 0
+    assert "| vanilla |" in (experiment / "report.md").read_text()
+    assert (experiment / "val_loss.png").exists()
+    listing = run_cli("runs", tmp_path)
+    assert "gated_attention" in listing.output and "2/2" in listing.output
+    assert "finished" in listing.output
+    assert run_cli("report", tmp_path / "nope").exit_code == 1

@@ -360,6 +360,10 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun runs that already finished."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs trained in parallel processes."),
     report: bool = typer.Option(True, "--report/--no-report", hidden=True),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="DDP: machines taking part."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="DDP: this machine's rank."),
+    master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="DDP: rank 0's host."),
+    master_port: int = typer.Option(29500, "--master-port", help="DDP: rank 0's port."),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
     from expc.compiler import CompileError
@@ -384,6 +388,7 @@ def run(
             force=force,
             jobs=jobs,
             report=report,
+            nodes=(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None,
         )
     except CompileError as error:
         _report(error, getattr(error, "sources", {}))

@@ -4,15 +4,12 @@ generated code in-process with a progress bar, then write the experiment report.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from types import ModuleType
 
 from rich.console import Console
 
@@ -22,22 +19,8 @@ from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
 from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
+from expc.runtime.loader import load_train_module
 from expc.runtime.metrics import read_metrics
-
-
-def _load_package(package_dir: Path, experiment: str) -> ModuleType:
-    """Import generated/<experiment>/train.py as a package module, from any folder."""
-    name = f"_expc_generated_{experiment}"
-    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-        del sys.modules[module]  # a recompiled package must be re-imported
-    spec = importlib.util.spec_from_file_location(
-        name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
-    )
-    assert spec is not None and spec.loader is not None
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    spec.loader.exec_module(package)
-    return importlib.import_module(f"{name}.train")
 
 
 def _select(run_names: list[str], wanted: list[str]) -> list[str]:
@@ -76,6 +59,7 @@ def execute(
     force: bool = False,
     jobs: int = 1,
     report: bool = True,
+    nodes: tuple[int, int, str, int] | None = None,
 ) -> Path | None:
     """Run the selected runs of a spec; return the path of the report."""
     from expc.runtime.progress import Progress, progress_bar
@@ -116,7 +100,7 @@ def execute(
     if target.kernels == "triton" and (device or target.device) == "cpu":
         # Triton reads this when it is first imported: run the kernels in its interpreter.
         os.environ["TRITON_INTERPRET"] = "1"
-    module = _load_package(package_dir, experiment)
+    module = load_train_module(package_dir)
     experiment_dir = out_dir / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     (experiment_dir / "spec.json").write_text(
@@ -154,7 +138,19 @@ def execute(
             )
         else:
             pending.append(name)
-    if jobs > 1 and len(pending) > 1:
+    if target.strategy == "ddp":
+        failed = []
+        for name in pending:
+            config = config_of(name)
+            launch = {
+                "run": dataclasses.asdict(config),
+                "out_dir": str(experiment_dir / name),
+                "device": device,
+                "resume": resume,
+            }
+            if not _torchrun(package_dir, experiment_dir / name, launch, config, nodes, console):
+                failed.append(name)
+    elif jobs > 1 and len(pending) > 1:
         flags = _child_flags(profile, sets, device, resume, generated)
         failed = _run_jobs(spec_path, pending, flags, experiment_dir, out_dir, jobs, console)
     else:
@@ -182,6 +178,41 @@ def execute(
             + "; the others finished and are in the report"
         )
     return report_path
+
+
+def _torchrun(
+    package_dir: Path,
+    run_dir: Path,
+    launch: dict,
+    config: object,
+    nodes: tuple[int, int, str, int] | None,
+    console: Console,
+) -> bool:
+    """Launch one DDP run through torchrun; rank 0 writes the run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    launch_file = run_dir / "launch.json"
+    launch_file.write_text(json.dumps(launch, indent=2) + "\n")
+    devices = config.target.devices  # type: ignore[attr-defined]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={devices}"]
+    if nodes is None:
+        command.append("--standalone")
+    else:
+        count, rank, address, port = nodes
+        command += [f"--nnodes={count}", f"--node-rank={rank}"]
+        command += [f"--master-addr={address}", f"--master-port={port}"]
+    command += ["-m", "expc.runtime.entry", str(package_dir.resolve()), str(launch_file)]
+    name = run_dir.name
+    threads = max(1, (os.cpu_count() or 1) // devices)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with console.status(f"{name}: torchrun, {devices} process(es) per node"):
+        with (run_dir / "job.log").open("w") as log:
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    rows = read_metrics(run_dir)
+    if code == 0:
+        console.print(f"[bold]{name}[/]: {_summary(rows[-1]) if rows else 'done'}")
+        return True
+    console.print(f"[bold red]{name}: failed[/] (log: {run_dir / 'job.log'})")
+    return False
 
 
 def _summary(row: dict) -> str:

@@ -166,6 +166,8 @@ class Evaluation(Node):
         (1,), json_schema_extra=STRUCTURAL
     )
     attention_maps: bool = Field(False, json_schema_extra=STRUCTURAL)
+    # Also write every metrics row as TensorBoard scalars (run_dir/tensorboard).
+    tensorboard: bool = Field(False, json_schema_extra=STRUCTURAL)
 
 
 class Target(Node):
@@ -173,13 +175,18 @@ class Target(Node):
 
     precision: fp32, or bf16/fp16 autocast (fp16 with a gradient scaler, CUDA only).
     compile: wrap the training model in torch.compile. kernels: `triton` replaces the
-    SDPA-output gate with a fused Triton kernel (forward and backward).
+    SDPA-output gate with a fused Triton kernel (forward and backward). strategy/devices:
+    single-process, or DDP over `devices` processes per node (gloo on CPU, nccl on CUDA).
     """
 
     device: Literal["cpu", "cuda"] = Field("cpu", json_schema_extra=STRUCTURAL)
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", json_schema_extra=STRUCTURAL)
     compile: bool = Field(False, json_schema_extra=STRUCTURAL)
     kernels: Literal["eager", "triton"] = Field("eager", json_schema_extra=STRUCTURAL)
+    # ddp: torch.distributed data parallelism, launched through torchrun; `devices` processes
+    # per node, each training on batch_size / (devices x nodes) of every batch.
+    strategy: Literal["single", "ddp"] = Field("single", json_schema_extra=STRUCTURAL)
+    devices: Annotated[int, Field(ge=1, le=1024)] = 1
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
 
 

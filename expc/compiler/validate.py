@@ -79,7 +79,24 @@ def _long_context_needs_the_base_context(config: ir.Config) -> Iterator[Diagnost
         )
 
 
+def _devices_need_ddp(config: ir.Config) -> Iterator[Diagnostic]:
+    target = config.target
+    if target.devices > 1 and target.strategy != "ddp":
+        yield Diagnostic(
+            f"`target.devices = {target.devices}` needs `strategy = ddp`",
+            target.span_of("devices"),
+            help="add `strategy = ddp` to the target block",
+        )
+    if target.strategy == "ddp" and config.train.batch_size % target.devices:
+        yield Diagnostic(
+            f"`train.batch_size` ({config.train.batch_size}) must split evenly over "
+            f"`target.devices` ({target.devices})",
+            config.train.span_of("batch_size"),
+        )
+
+
 RUN_RULES: tuple[Rule, ...] = (
+    _devices_need_ddp,
     _heads_divide_width,
     _rope_needs_even_head_dim,
     _long_context_needs_the_base_context,

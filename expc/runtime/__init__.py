@@ -9,6 +9,7 @@ It never imports the compiler.
 from expc.runtime.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from expc.runtime.data import read_text_corpus
 from expc.runtime.device import resolve_device
+from expc.runtime.distributed import World, init_distributed
 from expc.runtime.errors import RunError
 from expc.runtime.launch import apply_overrides, main
 from expc.runtime.metrics import MetricsLogger, read_metrics
@@ -22,8 +23,10 @@ __all__ = [
     "Progress",
     "RunError",
     "SpikeCounter",
+    "World",
     "apply_overrides",
     "configure_torch",
+    "init_distributed",
     "load_checkpoint",
     "main",
     "plot_attention_maps",

@@ -24,7 +24,13 @@ class MetricsLogger:
     file ends up exactly as an uninterrupted run writes it.
     """
 
-    def __init__(self, out_dir: Path, config: dict[str, Any], resume_from: int | None = None):
+    def __init__(
+        self,
+        out_dir: Path,
+        config: dict[str, Any],
+        resume_from: int | None = None,
+        tensorboard: bool = False,
+    ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "summary.json").unlink(missing_ok=True)
@@ -37,15 +43,28 @@ class MetricsLogger:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
             os.replace(tmp, self.path)
         self._file = self.path.open("a" if resume_from is not None else "w", encoding="utf-8")
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when asked
+
+            # purge_step drops events an interrupted run wrote after its checkpoint.
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=resume_from)
 
     def log(self, row: dict[str, Any]) -> None:
         clean = {k: _clean(v) for k, v in row.items()}
         self._file.write(json.dumps(clean) + "\n")
         self._file.flush()
         self.rows.append(clean)
+        if self._writer is not None and "step" in clean:
+            for key, value in clean.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._writer.add_scalar(key, value, clean["step"])
+            self._writer.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
         self._file.close()
+        if self._writer is not None:
+            self._writer.close()
         text = json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2) + "\n"
         (self.out_dir / "summary.json").write_text(text)
 

@@ -65,6 +65,7 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
+    devices: int = 1  # default
     threads: int = 0  # default
 
 
@@ -211,7 +212,9 @@ def train(
         runtime.restore_rng(state["rng"])
         first_step, losses, elapsed = state["step"], state["losses"], state["elapsed_s"]
     logger = runtime.MetricsLogger(
-        out_dir, config=asdict(run), resume_from=first_step if state is not None else None
+        out_dir,
+        config=asdict(run),
+        resume_from=first_step if state is not None else None,
     )
     row = logger.rows[-1] if logger.rows else {}
     started = time.perf_counter() - elapsed
@@ -246,9 +249,11 @@ def train(
                 **evaluate(model, val_tokens, run, target),
             }
             logger.log({key: row[key] for key in METRICS if key in row})
+        if evaluated:
             losses = []
         every = run.train.checkpoint_every
-        if (every and done % every == 0) or (not every and evaluated) or done == run.train.steps:
+        due = (every and done % every == 0) or (not every and evaluated) or done == run.train.steps
+        if due:
             runtime.save_checkpoint(
                 checkpoint_path,
                 model=model,

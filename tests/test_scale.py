@@ -136,3 +136,64 @@ def test_report_and_runs_commands(tmp_path: Path) -> None:
     assert "gated_attention" in listing.output and "2/2" in listing.output
     assert "finished" in listing.output
     assert run_cli("report", tmp_path / "nope").exit_code == 1
+
+
+def test_ddp_two_ranks_reach_the_parameters_of_one_rank(tmp_path: Path) -> None:
+    """torchrun + gloo: 2 ranks with batch b/2 each equal 1 rank with batch b."""
+    import torch
+
+    spec = tmp_path / "ddp.exp"
+    spec.write_text(
+        MINIMAL.replace("experiment tiny {}", "experiment ddp_demo {}").replace(
+            "train { steps = 2 batch_size = 2", "train { steps = 6 batch_size = 4"
+        )
+        + "target cpu { strategy = ddp devices = 2 }\n"
+    )
+    base = [sys.executable, "-m", "expc", "run", str(spec), "--generated", str(tmp_path / "gen")]
+    two = subprocess.run([*base, "--out", str(tmp_path / "two")], cwd=ROOT, capture_output=True)
+    assert two.returncode == 0, two.stdout.decode() + two.stderr.decode()
+    one = subprocess.run(
+        [*base, "--out", str(tmp_path / "one"), "--set", "target.devices=1"],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    assert one.returncode == 0, one.stdout.decode() + one.stderr.decode()
+    states = [
+        torch.load(tmp_path / n / "ddp_demo" / "main" / "checkpoint.pt", weights_only=False)
+        for n in ("two", "one")
+    ]
+    assert states[0]["run"]["target"]["devices"] == 2
+    for key, value in states[0]["model"].items():
+        torch.testing.assert_close(value, states[1]["model"][key], rtol=1e-5, atol=1e-6)
+    rows = [read_metrics(tmp_path / n / "ddp_demo" / "main") for n in ("two", "one")]
+    assert [r["step"] for r in rows[0]] == [1, 2, 3, 4, 5, 6]  # rank 0 alone logs
+    for a, b in zip(rows[0], rows[1], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_ddp_outside_torchrun_is_a_clear_error(tmp_path: Path) -> None:
+    from conftest import compile_text, import_generated
+
+    text = MINIMAL + "target cpu { strategy = ddp devices = 2 }\n"
+    _, train = import_generated(compile_text(text).files, tmp_path / "gen")
+    from expc.runtime import RunError
+
+    with pytest.raises(RunError, match="runs under torchrun"):
+        train.train(train.RUNS["main"], tmp_path / "out")
+
+
+def test_tensorboard_event_files_mirror_metrics(tmp_path: Path) -> None:
+    from conftest import compile_text, import_generated
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    text = MINIMAL + "eval { tensorboard = true }\n"
+    _, train = import_generated(compile_text(text).files, tmp_path / "gen")
+    out = tmp_path / "out"
+    train.train(train.RUNS["main"], out)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    val_loss = [(e.step, e.value) for e in events.Scalars("val_loss")]
+    rows = read_metrics(out)
+    assert [step for step, _ in val_loss] == [r["step"] for r in rows]
+    assert [v for _, v in val_loss] == pytest.approx([r["val_loss"] for r in rows])

@@ -1,0 +1,56 @@
+"""torch.distributed for generated code: the process group torchrun describes, batch
+sharding, and the few collectives a data-parallel training loop needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from expc.runtime.errors import RunError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int
+    size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch (dim 0)."""
+        per_rank = batch.size(0) // self.size
+        return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def mean(self, value: torch.Tensor) -> float:
+        """The average of a scalar over all ranks (e.g. the global training loss)."""
+        value = value.detach().clone().float()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value.item() / self.size
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def close(self) -> None:
+        dist.destroy_process_group()
+
+
+def init_distributed(device_type: str) -> World:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise RunError(
+            "this spec uses `strategy = ddp`, which runs under torchrun: use `expc run`, or "
+            "`torchrun --nproc-per-node N -m generated.<experiment>.train`"
+        )
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)

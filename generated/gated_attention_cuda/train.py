@@ -280,7 +280,6 @@ def train(
                 **evaluate(model, val_tokens, run, target),
             }
             logger.log({key: row[key] for key in METRICS if key in row})
-        if evaluated:
             losses = []
         every = run.train.checkpoint_every
         due = (every and done % every == 0) or (not every and evaluated) or done == run.train.steps

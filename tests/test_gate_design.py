@@ -174,7 +174,7 @@ def test_design_space_smoke_run_reports_long_context_and_maps(tmp_path: Path) ->
         "run", "specs/gate_design_space.exp", "--smoke", "--variant", "g2_value", "--out", tmp_path
     )
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "gate_design_space" / "g2_value"
+    run_dir = tmp_path / "gate_design_space" / "g2_value-seed_1337"
     row = read_metrics(run_dir)[-1]
     assert {"val_loss_x2", "val_loss_x4", "gate_score"} <= set(row)
     assert (run_dir / "attention_maps.png").stat().st_size > 5000

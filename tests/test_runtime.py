@@ -75,3 +75,14 @@ def test_report_tables_final_rows_of_every_run(tmp_path: Path) -> None:
     assert "| a | 2 | 2.0000 |" in report
     assert "| b | 2 | 1.5000 |" in report
     assert (tmp_path / "val_loss.png").exists()
+
+
+def test_report_aggregates_runs_that_differ_only_by_seed(tmp_path: Path) -> None:
+    for name, seed, loss in (("a-seed_1", 1, 2.0), ("a-seed_2", 2, 3.0), ("b", 1, 1.0)):
+        config = {"name": name, "seed": seed, "model": {"gate": name[0]}}
+        logger = MetricsLogger(tmp_path / name, config=config)
+        logger.log({"step": 1, "val_loss": loss})
+        logger.close(summary={})
+    report = write_report(tmp_path).read_text()
+    assert "| a | 2 | 2.5000 ± 0.7071 |" in report
+    assert "| b | 1 | 1.0000 |" in report

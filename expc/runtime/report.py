@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,50 @@ def plot_attention_maps(maps: list, path: Path, title: str) -> Path:
     return path
 
 
+def _seed_groups(experiment_dir: Path, names: list[str]) -> dict[str, list[str]]:
+    """Runs that differ only in their seed, keyed by a label made of the other names."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            config = json.loads((experiment_dir / name / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        key = json.dumps(
+            {k: v for k, v in config.items() if k not in ("name", "seed")}, sort_keys=True
+        )
+        groups.setdefault(key, []).append(name)
+    labelled = {}
+    for members in groups.values():
+        parts = [p for p in members[0].split("-") if not p.startswith("seed_")]
+        labelled["-".join(parts) or "main"] = members
+    return labelled
+
+
+def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str]) -> list[str]:
+    """Mean ± sample standard deviation over seeds, when some runs differ only by seed."""
+    groups = _seed_groups(experiment_dir, list(finals))
+    if not any(len(members) > 1 for members in groups.values()):
+        return []
+    columns = [c for c in columns if c not in ("step", "elapsed_s")]
+    lines = ["Mean ± standard deviation over seeds:", ""]
+    lines.append("| runs | seeds | " + " | ".join(columns) + " |")
+    lines.append("|---|---|" + "---|" * len(columns))
+    for label, members in groups.items():
+        cells = []
+        for column in columns:
+            values = [
+                finals[m][column] for m in members if isinstance(finals[m].get(column), float)
+            ]
+            if not values:
+                cells.append("n/a")
+            elif len(values) == 1:
+                cells.append(_format(values[0]))
+            else:
+                cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}")
+        lines.append(f"| {label} | {len(members)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def write_report(experiment_dir: Path) -> Path:
     """Write `report.md` (final metrics of every run side by side, plus curves)."""
     experiment_dir = Path(experiment_dir)
@@ -120,6 +165,7 @@ def write_report(experiment_dir: Path) -> Path:
     for name, row in finals.items():
         lines.append(f"| {name} | " + " | ".join(_format(row.get(c)) for c in columns) + " |")
     lines.append("")
+    lines += _seed_table(experiment_dir, finals, columns)
     for path in plot_curves(experiment_dir, runs):
         lines += [f"![{path.stem}]({path.name})", ""]
     for name in finals:

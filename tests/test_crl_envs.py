@@ -219,19 +219,50 @@ def test_evaluate_scores_time_at_goal_and_success() -> None:
     assert scores["success_rate"] == pytest.approx((steps_at_goal > 0).float().mean().item())
     assert scores["success_rate"] == 1.0  # an open room is easy for the controller
     assert 20 < scores["time_at_goal"] < 60
+    assert np.isnan(scores.pop("detour_success_rate"))  # an open room needs no detours
     # The same seed gives the same score; doing nothing never succeeds.
-    assert evaluate(env, go_to_goal, seed=11) == scores
+    again = evaluate(env, go_to_goal, seed=11)
+    again.pop("detour_success_rate")
+    assert again == scores
     idle = evaluate(env, lambda o, g: torch.zeros(len(o), 2), seed=11)
     assert idle["success_rate"] == 0.0 and idle["time_at_goal"] == 0.0
 
 
 def test_greedy_controller_fails_in_the_u_maze() -> None:
     """Heading straight for the goal gets stuck behind the middle wall for far-arm goals,
-    so the U-maze cannot be solved without learning to go around."""
+    so the U-maze cannot be solved without learning to go around: the detour goals fail."""
     open_room = evaluate(PointMaze(OPEN_ROOM, 200, 100, seed=0), go_to_goal, seed=1)
     u_maze = evaluate(PointMaze(U_MAZE, 200, 100, seed=0), go_to_goal, seed=1)
     assert open_room["success_rate"] == 1.0
     assert 0.2 < u_maze["success_rate"] < 0.9
+    assert u_maze["detour_success_rate"] < 0.1
+
+
+def bfs_steps(layout: MazeLayout) -> dict[tuple[int, int], int]:
+    """Moves from 'S' to every reachable cell (the test's own breadth-first search)."""
+    walls = wall_table(layout)
+    start = layout.start
+    steps, todo = {start: 0}, deque([start])
+    while todo:
+        r, c = todo.popleft()
+        for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+            if not walls[nr, nc] and (nr, nc) not in steps:
+                steps[(nr, nc)] = steps[(r, c)] + 1
+                todo.append((nr, nc))
+    return steps
+
+
+def test_detour_cells() -> None:
+    assert U_MAZE.detour_cells() == [(3, 1), (3, 2)]  # the bottom arm, behind the wall
+    assert OPEN_ROOM.detour_cells() == []
+    r0, c0 = BIG_MAZE.start
+    expected = sorted(
+        cell for cell, n in bfs_steps(BIG_MAZE).items() if n > abs(cell[0] - r0) + abs(cell[1] - c0)
+    )
+    assert BIG_MAZE.detour_cells() == expected and len(expected) > 5
+    env = PointMaze(U_MAZE, num_envs=1, episode_length=10, seed=0)
+    points = torch.tensor([[1.5, 3.5], [2.9, 3.1], [3.5, 3.5], [1.5, 1.5]])
+    assert env.needs_detour(points).tolist() == [True, True, False, False]
 
 
 def test_layout_validation() -> None:

@@ -47,8 +47,8 @@ def test_analyse_builds_a_table_per_series_and_a_plot(tmp_path: Path) -> None:
     assert series["u_maze"][8]["success_rate"] == pytest.approx(0.1)
     lines = analyse(experiment)
     text = "\n".join(lines)
-    assert "| 4 | 0.600 | 0.500 | 6.0 | 5.0 | n/a | n/a | n/a | 4,000 |" in lines
-    assert "| 8 | 0.100 | 0.200 | 1.0 | 2.0 |" in text
+    assert "| 4 | 0.600 | 0.500 | n/a | n/a | 6.0 | 5.0 | n/a | n/a | n/a | 4,000 |" in lines
+    assert "| 8 | 0.100 | 0.200 | n/a | n/a | 1.0 | 2.0 |" in text
     assert text.index("`u_maze`") < text.index("`big_maze`")
     assert (experiment / "depth_scaling.png").stat().st_size > 1000
 

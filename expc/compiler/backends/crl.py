@@ -109,6 +109,7 @@ class CRLTrain(Node):
 
 Metric = Literal[
     "success_rate",
+    "detour_success_rate",
     "time_at_goal",
     "final_distance",
     "critic_loss",
@@ -121,6 +122,10 @@ Metric = Literal[
 ]
 METRIC_HELP: dict[str, str] = {
     "success_rate": "evaluation episodes that reach the goal at some step (deterministic actor)",
+    "detour_success_rate": (
+        "success rate on evaluation goals that need a detour (their maze distance from the "
+        "start cell exceeds the Manhattan distance)"
+    ),
     "time_at_goal": "steps of an evaluation episode spent within success_radius of the goal",
     "final_distance": "distance to the goal at the last step of an evaluation episode",
     "critic_loss": "InfoNCE + logsumexp penalty, mean since the previous evaluation",

@@ -66,11 +66,23 @@ class MazeLayout:
         """Bool [rows, cols]: True where the cell is a wall."""
         return torch.tensor([[ch == "#" for ch in row] for row in self.rows])
 
+    def _graph(self) -> nx.Graph:
+        free = [(r, c) for r, row in enumerate(self.rows) for c, ch in enumerate(row) if ch != "#"]
+        return nx.grid_2d_graph(*self.shape).subgraph(free)
+
     def reachable_cells(self) -> list[tuple[int, int]]:
         """Free cells connected to the start through free cells (4-neighbourhood), sorted."""
-        free = [(r, c) for r, row in enumerate(self.rows) for c, ch in enumerate(row) if ch != "#"]
-        graph = nx.grid_2d_graph(*self.shape)
-        return sorted(nx.node_connected_component(graph.subgraph(free), self.start))
+        return sorted(nx.node_connected_component(self._graph(), self.start))
+
+    def detour_cells(self) -> list[tuple[int, int]]:
+        """Reachable cells farther from the start by maze path than by Manhattan distance:
+        every path to them moves away from them at some point, so heading straight for
+        the goal (and sliding along walls) cannot reach them. Sorted."""
+        steps = nx.single_source_shortest_path_length(self._graph(), self.start)
+        r0, c0 = self.start
+        return sorted(
+            cell for cell, n in steps.items() if n > abs(cell[0] - r0) + abs(cell[1] - c0)
+        )
 
 
 U_MAZE = MazeLayout(
@@ -168,6 +180,9 @@ class PointMaze:
         # Goals: any reachable free cell but the start one, so every goal needs a move.
         cells = [rc for rc in layout.reachable_cells() if rc != layout.start]
         self.goal_cells = torch.tensor([[c, r] for r, c in cells], device=self.device).float()
+        self.detour_cells = torch.zeros_like(self.walls)
+        for r, c in layout.detour_cells():
+            self.detour_cells[r, c] = True
         e = num_envs
         self.pos = torch.zeros(e, 2, device=self.device)
         self.vel = torch.zeros(e, 2, device=self.device)
@@ -187,6 +202,13 @@ class PointMaze:
         c = pos[:, 0].floor().long().clamp(0, cols - 1)
         r = pos[:, 1].floor().long().clamp(0, rows - 1)
         return self.walls[r, c]
+
+    def needs_detour(self, pos: torch.Tensor) -> torch.Tensor:
+        """Bool per row of `pos` [N, 2]: is its cell one of the layout's detour cells?"""
+        rows, cols = self.detour_cells.shape
+        c = pos[:, 0].floor().long().clamp(0, cols - 1)
+        r = pos[:, 1].floor().long().clamp(0, rows - 1)
+        return self.detour_cells[r, c]
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.generator, device=self.device)
@@ -272,11 +294,14 @@ def evaluate(env: PointMaze, policy: Policy, seed: int) -> dict[str, float]:
 
     Returns the means over environments of: `success_rate` (the goal was reached at some
     step: the evaluator's `episode_success_any`), `time_at_goal` (steps spent within the
-    success radius, out of `env.episode_length`) and `final_distance` to the goal.
+    success radius, out of `env.episode_length`) and `final_distance` to the goal; and
+    `detour_success_rate`, the success rate on goals in the layout's detour cells (NaN when
+    there are none): a policy that heads straight for the goal fails those.
     """
     env.generator.manual_seed(seed)
     obs = env.reset()
     goal = env.goal.clone()
+    detour = env.needs_detour(goal)
     time_at_goal = torch.zeros(env.num_envs, device=env.device)
     reached = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     distance = torch.zeros(env.num_envs, device=env.device)
@@ -290,4 +315,7 @@ def evaluate(env: PointMaze, policy: Policy, seed: int) -> dict[str, float]:
         "success_rate": reached.float().mean().item(),
         "time_at_goal": time_at_goal.mean().item(),
         "final_distance": distance.mean().item(),
+        "detour_success_rate": reached[detour].float().mean().item()
+        if detour.any()
+        else float("nan"),
     }

@@ -20,6 +20,8 @@ from expc.runtime.report import run_dirs
 COLUMNS = (
     ("success_rate", "success", "{:.3f}"),
     ("~success_rate", "success, 2nd-half mean", "{:.3f}"),
+    ("detour_success_rate", "detour success", "{:.3f}"),
+    ("~detour_success_rate", "detour success, 2nd-half mean", "{:.3f}"),
     ("time_at_goal", "time at goal", "{:.1f}"),
     ("~time_at_goal", "time at goal, 2nd-half mean", "{:.1f}"),
     ("critic_loss", "critic loss", "{:.3f}"),
@@ -40,6 +42,7 @@ def second_half_mean(rows: list[dict[str, Any]], key: str) -> float | None:
         return None
     last = rows[-1]["step"]
     values = [r[key] for r in rows if r["step"] > last / 2 and isinstance(r.get(key), int | float)]
+    values = [v for v in values if v == v]  # NaN (no such goals) does not count
     return statistics.mean(values) if values else None
 
 
@@ -56,7 +59,7 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
         if depth is None:
             continue
         final = {**rows[-1], "run": run_dir.name}
-        for key in ("success_rate", "time_at_goal"):
+        for key in ("success_rate", "detour_success_rate", "time_at_goal"):
             final[f"~{key}"] = second_half_mean(rows, key)
         series.setdefault(_series_label(run_dir.name), {})[depth] = final
     return series

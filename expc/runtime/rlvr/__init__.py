@@ -2,13 +2,10 @@
 that generated code for `specs/rlvr_passk.exp` uses."""
 
 from expc.runtime.rlvr.grpo import (
-    GRPOConfig,
     LossParts,
-    StepStats,
     completion_mask,
     group_advantages,
     grpo_loss,
-    grpo_step,
     token_logprobs,
 )
 from expc.runtime.rlvr.passk import (
@@ -18,6 +15,7 @@ from expc.runtime.rlvr.passk import (
     pass_at_k_curve,
     powers_of_two,
 )
+from expc.runtime.rlvr.report import passk_summary, write_passk
 from expc.runtime.rlvr.stages import (
     count_correct,
     demonstration_batch,
@@ -38,10 +36,8 @@ from expc.runtime.rlvr.tasks import (
 __all__ = [
     "STOP_TOKEN",
     "ArithmeticTask",
-    "GRPOConfig",
     "LossParts",
     "Problem",
-    "StepStats",
     "completion_mask",
     "count_correct",
     "coverage",
@@ -52,13 +48,14 @@ __all__ = [
     "extract_answer",
     "group_advantages",
     "grpo_loss",
-    "grpo_step",
     "masked_next_token_loss",
     "pass_at_k",
     "pass_at_k_curve",
+    "passk_summary",
     "powers_of_two",
     "reward",
     "token_logprobs",
     "verify",
     "worked_solution",
+    "write_passk",
 ]

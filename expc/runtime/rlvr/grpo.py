@@ -9,19 +9,17 @@ completion and then over completions, minus beta times the k3 estimate of KL(pi_
     J = mean_i (1/|o_i|) sum_t [ min(rho A, clip(rho, 1-eps, 1+eps) A) - beta KL_t ],
     KL_t = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1.
 
-The loss to minimise is -J. The RLVR paper's runs use beta = 0.
+The loss to minimise is -J. The RLVR paper's runs use beta = 0. The step itself (rollouts,
+rewards, updates) is written out in the generated train.py of an rlvr spec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from expc.runtime.sampling import generate
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -105,92 +103,4 @@ def grpo_loss(
         clip_fraction=float((clipped * mask).sum() / tokens),
         kl=float((kl.detach() * mask).sum() / tokens),
         ratio=float((ratio.detach() * mask).sum() / tokens),
-    )
-
-
-@dataclass(frozen=True)
-class GRPOConfig:
-    group_size: int = 8  # G: completions sampled per prompt
-    clip_eps: float = 0.2
-    kl_beta: float = 0.0  # 0: no reference model, as in the RLVR paper
-    updates: int = 1  # optimiser steps on each batch of rollouts (mu); 1 = on-policy
-    temperature: float = 1.0  # rollout sampling
-    top_p: float = 1.0
-    max_new_tokens: int = 32
-    stop_token: int | None = None
-    grad_clip: float = 1.0  # 0 = off
-
-
-@dataclass(frozen=True)
-class StepStats:
-    reward: float  # mean reward of the rollouts
-    solved_groups: float  # share of prompts with at least one rewarded completion
-    loss: float
-    clip_fraction: float
-    kl: float
-    completion_length: float
-
-
-def grpo_step(
-    policy: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    prompts: torch.Tensor,
-    reward: Callable[[int, list[int]], float],
-    config: GRPOConfig,
-    *,
-    reference: torch.nn.Module | None = None,
-    generator: torch.Generator | None = None,
-) -> StepStats:
-    """Sample G completions for each prompt (prompts: (P, L), one length), score them with
-    `reward(prompt_index, completion_tokens)`, and take `config.updates` optimiser steps."""
-    group = config.group_size
-    repeated = prompts.repeat_interleave(group, dim=0)
-    policy.eval()
-    completions = generate(
-        policy,
-        repeated,
-        config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        stop_token=config.stop_token,
-        generator=generator,
-    )
-    mask = completion_mask(completions, config.stop_token)
-    rewards = torch.tensor(
-        [
-            reward(i // group, row[: int(m.sum())].tolist())
-            for i, (row, m) in enumerate(zip(completions, mask, strict=True))
-        ],
-        dtype=torch.float32,
-    ).view(-1, group)
-    advantages = group_advantages(rewards).flatten().to(prompts.device)
-    with torch.no_grad():
-        logp_old = token_logprobs(policy, repeated, completions, config.temperature)
-        logp_ref = None
-        if reference is not None and config.kl_beta > 0:
-            logp_ref = token_logprobs(reference, repeated, completions, config.temperature)
-    policy.train()
-    for _ in range(config.updates):
-        logp = token_logprobs(policy, repeated, completions, config.temperature)
-        parts = grpo_loss(
-            logp,
-            logp_old,
-            advantages,
-            mask,
-            clip_eps=config.clip_eps,
-            kl_beta=config.kl_beta,
-            logp_ref=logp_ref,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
-        optimizer.step()
-    return StepStats(
-        reward=float(rewards.mean()),
-        solved_groups=float((rewards.amax(dim=1) > 0).float().mean()),
-        loss=float(parts.loss.detach()),
-        clip_fraction=parts.clip_fraction,
-        kl=parts.kl,
-        completion_length=float(mask.sum(dim=1).mean()),
     )

@@ -23,6 +23,7 @@ from expc.runtime.hivemind.prompts import (
     Prompt,
     builtin_prompts,
     load_prompts,
+    select_prompts,
 )
 from expc.runtime.hivemind.report import write_report
 from expc.runtime.hivemind.responses import JsonlResponses, Response, group, write_responses
@@ -62,6 +63,7 @@ __all__ = [
     "chat_prompt",
     "group",
     "load_prompts",
+    "select_prompts",
     "write_report",
     "write_responses",
 ]

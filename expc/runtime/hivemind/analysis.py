@@ -54,6 +54,24 @@ class Analysis:
         data["top_n_sources"] = {str(k): v for k, v in self.top_n_sources.items()}
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Analysis:
+        """The inverse of `to_json` (metrics.json back into an Analysis; JSON null = NaN)."""
+
+        def number(value: Any) -> float:
+            return float("nan") if value is None else float(value)
+
+        values = dict(data)
+        values["scores"] = [
+            PromptScore(**{k: number(v) if k in _FLOATS else v for k, v in s.items()})
+            for s in data["scores"]
+        ]
+        values["top_n_sources"] = {int(k): v for k, v in data["top_n_sources"].items()}
+        return cls(**values)
+
+
+_FLOATS = ("intra", "distinct_1", "distinct_2")
+
 
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]

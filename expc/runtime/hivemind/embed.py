@@ -32,6 +32,7 @@ def _offline() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def model_folder(name: str = DEFAULT_EMBEDDER) -> Path:
@@ -75,6 +76,9 @@ class Embedder:
     ) -> None:
         _offline()
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar per run
 
         self.name = name
         self.folder = model_folder(name)

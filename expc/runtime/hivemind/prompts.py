@@ -113,24 +113,31 @@ CHAT_COLUMNS = ("messages", "conversation", "conversations")
 DEFAULT_CATEGORY = "uncategorized"
 
 
+def select_prompts(
+    prompts: Iterable[Prompt], categories: Iterable[str] | None = None, limit: int = 0
+) -> list[Prompt]:
+    """Only prompts of these categories (None or empty: all), at most `limit` per category
+    (0: all), in their order."""
+    wanted = set(categories or ())
+    counts: dict[str, int] = {}
+    kept = []
+    for prompt in prompts:
+        if wanted and prompt.category not in wanted:
+            continue
+        counts[prompt.category] = counts.get(prompt.category, 0) + 1
+        if limit <= 0 or counts[prompt.category] <= limit:
+            kept.append(prompt)
+    return kept
+
+
 def builtin_prompts(categories: Iterable[str] | None = None, limit: int = 0) -> list[Prompt]:
     """The built-in set, optionally only some categories and at most `limit` per category."""
-    chosen = list(categories) if categories is not None else list(CATEGORIES)
-    unknown = [c for c in chosen if c not in _BUILTIN]
+    unknown = [c for c in categories or () if c not in _BUILTIN]
     if unknown:
         raise RunError(
             f"unknown prompt categories {unknown}; the built-in set has {', '.join(CATEGORIES)}"
         )
-    prompts = [p for p in BUILTIN_PROMPTS if p.category in chosen]
-    if limit > 0:
-        counts: dict[str, int] = {}
-        kept = []
-        for prompt in prompts:
-            counts[prompt.category] = counts.get(prompt.category, 0) + 1
-            if counts[prompt.category] <= limit:
-                kept.append(prompt)
-        prompts = kept
-    return prompts
+    return select_prompts(BUILTIN_PROMPTS, categories, limit)
 
 
 def _first(row: Mapping[str, Any], columns: tuple[str, ...]) -> Any:

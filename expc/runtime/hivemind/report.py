@@ -24,7 +24,7 @@ def plot_inter_model(analysis: Analysis, path: Path) -> None:
     """Lower-triangle model x model heatmap of mean cross-pair similarity (paper Fig. 4)."""
     plt = _pyplot()
     names, matrix = analysis.models, np.array(analysis.inter)
-    size = max(4.0, 1.1 * len(names) + 2)
+    size = max(5.5, 1.1 * len(names) + 3)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     masked = np.ma.array(matrix, mask=np.triu(np.ones_like(matrix, dtype=bool), k=1))
     image = ax.imshow(masked, cmap="YlOrRd", vmin=min(0.5, float(matrix.min())), vmax=1.0)
@@ -33,7 +33,7 @@ def plot_inter_model(analysis: Analysis, path: Path) -> None:
             ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=9)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_title("Inter-model similarity (mean over all cross pairs)")
+    ax.set_title("Inter-model similarity\n(mean cosine over all cross pairs)", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -52,7 +52,9 @@ def plot_intra_histogram(analysis: Analysis, path: Path) -> None:
     ax.imshow(data, cmap="YlOrRd", vmin=0, vmax=max(1.0, float(data.max())), aspect="auto")
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
-            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=9)
+            dark = data[i, j] > 0.6 * data.max()
+            color = "white" if dark else "black"
+            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(range(len(columns)), columns, rotation=45, ha="left")
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(labels)), labels)
@@ -103,12 +105,23 @@ def _f(value: float, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def markdown(analysis: Analysis, title: str, notes: list[str] | None = None) -> str:
-    """report.md: intra per model, the inter-model matrix, per-category table, top-N."""
+def markdown(
+    analysis: Analysis,
+    title: str,
+    notes: list[str] | None = None,
+    level: int = 1,
+    images: str = "",
+) -> str:
+    """report.md: intra per model, the inter-model matrix, per-category table, top-N.
+
+    `level` is the title's heading level; `images` prefixes the PNG paths (a run folder
+    when the text goes into the experiment's report).
+    """
     thresholds = list(next(iter(analysis.share_above.values()), {}))
-    lines = [f"# {title}", ""]
+    h1, h2 = "#" * level, "#" * (level + 1)
+    lines = [f"{h1} {title}", ""]
     lines += notes or []
-    lines += ["", "## Intra-model similarity (mean pairwise cosine per prompt)", ""]
+    lines += ["", f"{h2} Intra-model similarity (mean pairwise cosine per prompt)", ""]
     header = ["model", "prompts", "mean", *(f"> {t}" for t in thresholds), "distinct-2"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in analysis.models:
@@ -122,9 +135,9 @@ def markdown(analysis: Analysis, title: str, notes: list[str] | None = None) -> 
             _f(float(np.mean(distinct)) if distinct else float("nan")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "![intra-model histogram](intra_histogram.png)", ""]
-    lines += ["![distributions](distributions.png)", ""]
-    lines += ["## Inter-model similarity (mean over all cross pairs of all prompts)", ""]
+    lines += ["", f"![intra-model histogram]({images}intra_histogram.png)", ""]
+    lines += [f"![distributions]({images}distributions.png)", ""]
+    lines += [f"{h2} Inter-model similarity (mean over all cross pairs of all prompts)", ""]
     lines += [
         "Off the diagonal: every response of one model against every response of the other "
         "to the same prompt. Diagonal, as in the paper's code: a model with itself, "
@@ -140,8 +153,8 @@ def markdown(analysis: Analysis, title: str, notes: list[str] | None = None) -> 
                 cell += f" ({_f(analysis.inter_without_self[i][j])})"
             cells.append(cell)
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "![inter-model heatmap](inter_model.png)", ""]
-    lines += ["## By category", ""]
+    lines += ["", f"![inter-model heatmap]({images}inter_model.png)", ""]
+    lines += [f"{h2} By category", ""]
     lines += [
         "| model | category | prompts | intra | > 0.8 | distinct-2 |",
         "|---|---|---|---|---|---|",
@@ -154,7 +167,7 @@ def markdown(analysis: Analysis, title: str, notes: list[str] | None = None) -> 
                 f"{'-' if math.isnan(share) else f'{100 * share:.1f}%'} | {_f(row['distinct_2'])} |"
             )
     if analysis.top_n_sources:
-        lines += ["", "## Top-N source models", ""]
+        lines += ["", f"{h2} Top-N source models", ""]
         lines += [
             "For each response, the N most similar responses to the same prompt from all "
             "models: how many distinct models wrote them (mean over responses, then prompts).",
@@ -165,7 +178,7 @@ def markdown(analysis: Analysis, title: str, notes: list[str] | None = None) -> 
             + " | ".join(_f(analysis.top_n_sources[n], 2) for n in _some(analysis.top_n_sources))
             + " |",
             "",
-            "![top-N source models](top_n_sources.png)",
+            f"![top-N source models]({images}top_n_sources.png)",
         ]
     return "\n".join(lines) + "\n"
 
@@ -191,3 +204,28 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text(markdown(analysis, title, notes))
     return path
+
+
+def analyse(experiment_dir: Path) -> list[str]:
+    """The backend's part of the experiment's report.md: each run's analysis, from its
+    metrics.json (written by `write_report` into the run folder)."""
+    from expc.runtime.report import run_dirs
+
+    lines: list[str] = []
+    for run_dir in run_dirs(Path(experiment_dir)):
+        saved = run_dir / "metrics.json"
+        if not saved.exists():
+            continue
+        analysis = Analysis.from_json(json.loads(saved.read_text()))
+        config = json.loads((run_dir / "config.json").read_text())
+        objective = config.get("objective", {})
+        setting = ", ".join(f"{k} = {v}" for k, v in objective.items())
+        text = markdown(
+            analysis,
+            f"Run `{run_dir.name}`",
+            notes=[f"Decoding: {setting}." if setting else ""],
+            level=2,
+            images=f"{run_dir.name}/",
+        )
+        lines += text.splitlines()
+    return lines

@@ -160,3 +160,16 @@ def test_jsonl_answers_beside_a_checkpoint(trained_run: Path, tmp_path: Path) ->
     assert saved["by_category"]["human"]["advice"]["prompts"] == 2
     again = _expc(work, "run", "specs/mixed.exp", "--out", "out")
     assert "finished earlier with this config, skipped" in again.stdout
+
+
+def test_explain_writes_the_spec_back_with_quoted_paths() -> None:
+    from expc.compiler import resolve
+    from expc.compiler.explain import config_text
+    from expc.compiler.source import SourceFile
+
+    spec, _ = resolve(SourceFile.read(ROOT / "specs/hivemind.exp"))
+    text = config_text(spec.config)
+    assert 'checkpoints = ["runs/gated_attention/vanilla", "runs/gated_attention/gated"]' in text
+    assert "api = chat" in text and "metrics = [intra, inter," in text
+    again, _ = resolve(SourceFile("explained.exp", text))
+    assert again.config.model_dump() == spec.config.model_dump()

@@ -24,6 +24,7 @@ from expc.runtime.hivemind.cache import DiskCache, cache_key
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DIMENSION = 384
+CHUNK = 1024  # texts encoded between two cache writes
 
 
 def _offline() -> None:
@@ -101,20 +102,23 @@ class Embedder:
         self.stats.texts += len(texts)
         self.stats.cached += sum(k in stored for k in keys)
         fresh: dict[str, np.ndarray] = {}
-        if todo:
+        # Chunks, each cached once encoded: an interrupted run keeps what it embedded.
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
             started = time.perf_counter()
             vectors = self.model.encode(
-                todo,
+                chunk,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             ).astype(np.float32)
             self.stats.seconds += time.perf_counter() - started
-            self.stats.encoded += len(todo)
-            fresh = {self._key(t): v for t, v in zip(todo, vectors, strict=True)}
+            self.stats.encoded += len(chunk)
+            encoded = {self._key(t): v for t, v in zip(chunk, vectors, strict=True)}
             if self.cache is not None:
-                self.cache.put_many({k: v.tobytes() for k, v in fresh.items()})
+                self.cache.put_many({k: v.tobytes() for k, v in encoded.items()})
+            fresh.update(encoded)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for row, key in enumerate(keys):
             vector = fresh.get(key)

@@ -68,13 +68,13 @@ def plot_distributions(analysis: Analysis, path: Path) -> None:
     """Per model: distribution over prompts of intra-model similarity and of distinct-2."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    bins = np.linspace(0, 1, 21)
+    bins = np.linspace(0, 1, 101)  # fine: models whose values crowd together stay apart
     for model in analysis.models:
         rows = [s for s in analysis.scores if s.model == model]
         intra = [s.intra for s in rows if not math.isnan(s.intra)]
         diverse = [s.distinct_2 for s in rows if not math.isnan(s.distinct_2)]
-        left.hist(intra, bins=bins, histtype="step", linewidth=1.8, label=model)
-        right.hist(diverse, bins=bins, histtype="step", linewidth=1.8, label=model)
+        left.hist(intra, bins=bins, histtype="stepfilled", alpha=0.45, label=model)
+        right.hist(diverse, bins=bins, histtype="stepfilled", alpha=0.45, label=model)
     left.set_xlabel("intra-model similarity per prompt (mean pairwise cosine)")
     right.set_xlabel("distinct-2 per prompt (lexical diversity)")
     for ax in (left, right):

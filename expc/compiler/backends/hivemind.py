@@ -236,4 +236,11 @@ BACKEND = Backend(
     ),
     spec_rules=(_one_device,),
     report="expc.runtime.hivemind.report:analyse",
+    # Nothing is trained, so the shared smoke profile (fewer train steps) does not apply:
+    # four short answers per prompt. (`data` may be absent, so the prompt set stays whole.)
+    smoke=(
+        ir.Override(path=("objective", "n"), value=4),
+        ir.Override(path=("objective", "max_tokens"), value=16),
+        ir.Override(path=("eval", "top_n"), value=4),
+    ),
 )

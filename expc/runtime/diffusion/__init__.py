@@ -1,0 +1,1 @@
+"""Runtime pieces of the diffusion memorization experiment (Bonnaire et al.)."""

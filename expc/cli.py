@@ -314,9 +314,9 @@ def fmt(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the IR (for editors and other tools)."""
-    from expc.compiler import ir
+    from expc.compiler import backends
 
-    sys.stdout.write(json.dumps(ir.Spec.model_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(backends.spec_schema(), indent=2) + "\n")
 
 
 @app.command()

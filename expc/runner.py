@@ -13,7 +13,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from expc.compiler import CompileError, Diagnostic, compile_source, parse_overrides, resolve
+from expc.compiler import (
+    CompileError,
+    Diagnostic,
+    backends,
+    compile_source,
+    parse_overrides,
+    resolve,
+)
 from expc.compiler.diagnostics import did_you_mean
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
@@ -109,6 +116,8 @@ def execute(
                 "source": source.name,
                 "sha256": source.sha256,
                 "runs": [r.name for r in resolved.runs],
+                # The backend's analysis (e.g. a depth table) that write_report adds.
+                "report": backends.for_config(compiled.spec.config).report,
             },
             indent=2,
         )

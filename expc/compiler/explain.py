@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from expc.compiler import ir
+from expc.compiler import backends, ir
 from expc.compiler.parse import escape
 from expc.compiler.plan import leaves
 
@@ -21,9 +21,9 @@ def _value(value: Any, literal_field: bool) -> str:
     return repr(value)
 
 
-def _symbol_paths() -> set[tuple[str, ...]]:
+def _symbol_paths(config: ir.Config) -> set[tuple[str, ...]]:
     """Paths whose values are written as bare names (the structural, Literal-typed ones)."""
-    return {leaf.path for leaf in leaves() if leaf.structural}
+    return {leaf.path for leaf in leaves(type(config)) if leaf.structural}
 
 
 def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str]:
@@ -44,9 +44,9 @@ def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str
 
 def config_text(config: ir.Config) -> str:
     lines: list[str] = []
-    for section, info in ir.SECTIONS.items():
+    for section, info in backends.for_config(config).sections.items():
         node = getattr(config, section)
-        label_field = info["label"]
+        label_field = info.label
         header = section + (f" {getattr(node, label_field)}" if label_field else "")
         lines += _block(node, header, 0, {label_field} if label_field else set())
         lines.append("")
@@ -63,12 +63,12 @@ def explain(spec: ir.Spec) -> str:
         if not run.overrides:
             out.append("#   (the base config)")
         for override in run.overrides:
-            literal = override.path in _symbol_paths()
+            literal = override.path in _symbol_paths(spec.config)
             out.append(f"#   {'.'.join(override.path)} = {_value(override.value, literal)}")
     for profile in spec.profiles or (spec.profile("smoke"),):
         assert profile is not None
         out.append(f"# profile `{profile.name}`")
         for override in profile.overrides:
-            literal = override.path in _symbol_paths()
+            literal = override.path in _symbol_paths(spec.config)
             out.append(f"#   {'.'.join(override.path)} = {_value(override.value, literal)}")
     return "\n".join(out) + "\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keyword
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 from pydantic.json_schema import SkipJsonSchema
 
 from expc.compiler.source import Span
@@ -69,66 +69,7 @@ class Experiment(Node):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
 
 
-# --- data --------------------------------------------------------------------------------
-
-
-class TextData(Node):
-    """`data text { ... }`: a byte-level text corpus (vocabulary of 256 bytes).
-
-    `corpus` is the built-in "pydoc_data.topics" (the English text shipped with CPython) or
-    a path to a local UTF-8 text file, relative to the directory `expc run` is started in.
-    """
-
-    kind: Literal["text"] = Field("text", json_schema_extra=STRUCTURAL)
-    corpus: Annotated[str, Field(min_length=1, max_length=4096)] = "pydoc_data.topics"
-    context: Annotated[int, Field(ge=2, le=65536)] = 128
-    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-
-
-# --- model -------------------------------------------------------------------------------
-
-
-class Attention(Node):
-    """`attention { ... }` inside a transformer: the Gated Attention paper's gates.
-
-    A gate multiplies a tensor Y by act(X W), X being the attention input (after the
-    pre-norm), so the gate is query-dependent. gate: `elementwise` = one gate per channel of
-    each head, `headwise` = one scalar per head. gate_position: `sdpa` (G1, on the attention
-    output of each head, before the output projection) or `value` (G2, on the value
-    projection). gate_activation: `sigmoid` (the paper's default) or `silu`.
-    """
-
-    gate: Literal["none", "elementwise", "headwise"] = Field("none", json_schema_extra=STRUCTURAL)
-    gate_position: Literal["sdpa", "value"] = Field("sdpa", json_schema_extra=STRUCTURAL)
-    gate_activation: Literal["sigmoid", "silu"] = Field("sigmoid", json_schema_extra=STRUCTURAL)
-
-
-class Transformer(Node):
-    """`model transformer { ... }`: a decoder-only transformer, pre-norm, tied embeddings."""
-
-    family: Literal["transformer"] = Field("transformer", json_schema_extra=STRUCTURAL)
-    layers: Annotated[int, Field(ge=1, le=1024)] = 4
-    width: Annotated[int, Field(ge=1, le=65536)] = 128
-    heads: Annotated[int, Field(ge=1, le=1024)] = 4
-    mlp_ratio: Annotated[int, Field(ge=1, le=64)] = 4
-    norm: Literal["rmsnorm", "layernorm"] = Field("rmsnorm", json_schema_extra=STRUCTURAL)
-    # pre: x + f(norm(x)); post: norm(x + f(x)); sandwich: x + norm(f(norm(x))).
-    norm_layout: Literal["pre", "post", "sandwich"] = Field("pre", json_schema_extra=STRUCTURAL)
-    position: Literal["rope"] = Field("rope", json_schema_extra=STRUCTURAL)
-    rope_base: Annotated[float, Field(gt=1.0, le=1e9)] = 10000.0
-    attention: Attention = Attention()
-
-
-# --- objective ---------------------------------------------------------------------------
-
-
-class NextToken(Node):
-    """`objective next_token {}`: cross-entropy on the next byte."""
-
-    kind: Literal["next_token"] = Field("next_token", json_schema_extra=STRUCTURAL)
-
-
-# --- training ----------------------------------------------------------------------------
+# --- sections every backend shares -------------------------------------------------------
 
 
 class Train(Node):
@@ -153,23 +94,6 @@ class Train(Node):
     checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
 
 
-class Evaluation(Node):
-    """`eval { ... }`: what each evaluation measures beyond the validation loss.
-
-    context_multiples: validation loss also at these multiples of the training context
-    (RoPE extrapolation), reported as `val_loss_x2`, `val_loss_x4`, ...
-    attention_maps: after training, save a PNG of each layer's attention (averaged over
-    heads) on a held-out sequence, to show attention sinks.
-    """
-
-    context_multiples: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
-        (1,), json_schema_extra=STRUCTURAL
-    )
-    attention_maps: bool = Field(False, json_schema_extra=STRUCTURAL)
-    # Also write every metrics row as TensorBoard scalars (run_dir/tensorboard).
-    tensorboard: bool = Field(False, json_schema_extra=STRUCTURAL)
-
-
 class Target(Node):
     """`target cpu { ... }` or `target cuda { ... }`: where and how generated code runs.
 
@@ -190,59 +114,12 @@ class Target(Node):
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
 
 
-# --- metrics -----------------------------------------------------------------------------
-
-Metric = Literal[
-    "train_loss",
-    "val_loss",
-    "val_ppl",
-    "first_token_attention",
-    "max_activation",
-    "gate_score",
-    "loss_spikes",
-]
-METRIC_HELP: dict[str, str] = {
-    "train_loss": "mean training loss since the previous evaluation",
-    "val_loss": "mean next-token loss (nats) on held-out batches",
-    "val_ppl": "exp(val_loss)",
-    "first_token_attention": (
-        "F-Attn: attention probability on position 0, averaged over layers, heads and "
-        "query positions > 0 (the attention sink)"
-    ),
-    "max_activation": (
-        "M-Act: max |hidden state| output by each layer, averaged over layers (massive activations)"
-    ),
-    "gate_score": "mean attention-gate value act(XW) (gated runs only)",
-    "loss_spikes": "training steps so far whose loss exceeded spike_factor x the running median",
-}
-
-
 class Config(Node):
-    """One fully resolved experiment configuration (one run)."""
+    """One fully resolved experiment configuration (one run).
 
-    experiment: Experiment
-    data: TextData
-    model: Transformer
-    objective: NextToken
-    train: Train = Train()
-    eval: Evaluation = Evaluation()
-    target: Target = Target()
-    metrics: tuple[Metric, ...] = Field(
-        ("train_loss", "val_loss", "val_ppl"), json_schema_extra=STRUCTURAL
-    )
-
-
-# Blocks of a spec that build a Config, and what their label means.
-SECTIONS: dict[str, dict[str, Any]] = {
-    "experiment": {"label": "name", "required_label": True, "kinds": None},
-    "data": {"label": "kind", "required_label": True, "kinds": {"text": TextData}},
-    "model": {"label": "family", "required_label": True, "kinds": {"transformer": Transformer}},
-    "objective": {"label": "kind", "required_label": True, "kinds": {"next_token": NextToken}},
-    "train": {"label": None, "required_label": False, "kinds": None},
-    "eval": {"label": None, "required_label": False, "kinds": None},
-    "target": {"label": "device", "required_label": False, "kinds": None},
-}
-REQUIRED_SECTIONS = ("experiment", "data", "model", "objective")
+    Each backend (expc/compiler/backends/) subclasses it with its own sections; the spec's
+    `objective` kind selects the backend.
+    """
 
 
 # --- variants, sweeps, profiles, runs ----------------------------------------------------
@@ -292,7 +169,7 @@ class Run(Node):
 
     name: str
     overrides: tuple[Override, ...]
-    config: Config
+    config: SerializeAsAny[Config]
 
 
 class Spec(Node):
@@ -301,7 +178,7 @@ class Spec(Node):
     ir_version: int = IR_VERSION
     source: str
     sha256: str
-    config: Config
+    config: SerializeAsAny[Config]
     variants: tuple[Variant, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     profiles: tuple[Profile, ...] = ()

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from expc.compiler import ir
+from expc.compiler import backends, ir
 from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from expc.compiler.parse import Assignment, Block, SyntaxTree, Value
 from expc.compiler.source import Span
@@ -54,6 +54,7 @@ class _Lowering:
         self.tree = tree
         self.diagnostics: list[Diagnostic] = []
         self.misspelled: set[str] = set()  # help lines of unknown blocks, to avoid echoes
+        self.backend = _backend_of(tree)
 
     def error(self, message: str, span: Span | None, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(message, span, help=help))
@@ -67,8 +68,8 @@ class _Lowering:
             if isinstance(item, Block):
                 if item.kind in RUN_BLOCKS:
                     continue
-                if item.kind not in ir.SECTIONS:
-                    suggestion = did_you_mean(item.kind, [*ir.SECTIONS, *RUN_BLOCKS])
+                if item.kind not in self.backend.sections:
+                    suggestion = did_you_mean(item.kind, [*self.backend.sections, *RUN_BLOCKS])
                     self.error(f"unknown block `{item.kind}`", item.kind_span, suggestion)
                     self.misspelled.add(suggestion or "")
                     continue
@@ -142,7 +143,7 @@ class _Lowering:
         data: dict[str, Any] = {"span": root.span, "field_spans": {}}
         for name, entry in root.fields.items():
             key_span = root.key_spans[name]
-            if name in ir.SECTIONS:
+            if name in self.backend.sections:
                 if not isinstance(entry, RawBlock):
                     self.error(f"`{name}` is a block; set one of its fields", key_span)
                     continue
@@ -150,14 +151,14 @@ class _Lowering:
                 if model is None:
                     continue
                 data[name] = self.convert(entry, model, (name,), spans)
-                label_field = ir.SECTIONS[name]["label"]
+                label_field = self.backend.sections[name].label
                 if label_field and entry.label is not None:
                     data[name][label_field] = entry.label
                     spans[(name, label_field)] = entry.label_span or entry.span
                     data[name]["field_spans"][label_field] = entry.label_span or entry.span
                 data["field_spans"][name] = entry.span
                 spans[(name,)] = entry.span
-            elif name in ir.user_fields(ir.Config):
+            elif name in ir.user_fields(self.backend.config):
                 if isinstance(entry, RawBlock):
                     self.error(f"`{name}` is a value, not a block", key_span)
                     continue
@@ -168,16 +169,19 @@ class _Lowering:
                 self.error(
                     f"unknown field `{name}` at the top level",
                     key_span,
-                    did_you_mean(name, [*ir.SECTIONS, *ir.user_fields(ir.Config)]),
+                    did_you_mean(
+                        name, [*self.backend.sections, *ir.user_fields(self.backend.config)]
+                    ),
                 )
         missing = [
             name
-            for name in ir.REQUIRED_SECTIONS
+            for name in self.backend.required
             if name not in root.fields and f"did you mean `{name}`?" not in self.misspelled
         ]
         if missing:
             examples = [
-                f"`{name} {next(iter(ir.SECTIONS[name]['kinds'] or {'NAME': None}))} {{ ... }}`"
+                f"`{name} {next(iter(self.backend.sections[name].kinds or {'NAME': None}))}"
+                " { ... }`"
                 for name in missing
             ]
             self.error(
@@ -189,9 +193,9 @@ class _Lowering:
         return data, spans
 
     def section_model(self, name: str, raw: RawBlock) -> type[BaseModel] | None:
-        section = ir.SECTIONS[name]
-        if raw.label is None and section["required_label"]:
-            choices = section["kinds"]
+        section = self.backend.sections[name]
+        if raw.label is None and section.required_label:
+            choices = section.kinds
             example = next(iter(choices)) if choices else "NAME"
             self.error(
                 f"block `{name}` needs a label",
@@ -199,16 +203,21 @@ class _Lowering:
                 f"write `{name} {example} {{ ... }}`",
             )
             return None
-        if raw.label is not None and section["label"] is None:
+        if raw.label is not None and section.label is None:
             self.error(f"block `{name}` takes no label", raw.label_span)
             return None
-        kinds = section["kinds"]
+        kinds = section.kinds
         if kinds is None:
-            return ir.Config.model_fields[name].annotation  # type: ignore[return-value]
+            return self.backend.config.model_fields[name].annotation  # type: ignore[return-value]
+        if name == "objective":  # every backend's objectives are valid choices
+            kinds = {
+                kind: backend.config.model_fields[name].annotation
+                for kind, backend in backends.registry().items()
+            }
         model = kinds.get(raw.label)
         if model is None:
             self.error(
-                f"unknown {name} {section['label']} `{raw.label}`",
+                f"unknown {name} {section.label} `{raw.label}`",
                 raw.label_span,
                 did_you_mean(raw.label or "", kinds)
                 or "expected one of " + ", ".join(f"`{k}`" for k in kinds),
@@ -219,7 +228,8 @@ class _Lowering:
         self, raw: RawBlock, model: type[BaseModel], loc: tuple, spans: dict[tuple, Span]
     ) -> dict[str, Any]:
         known = ir.user_fields(model)
-        label_field = ir.SECTIONS.get(loc[0], {}).get("label") if len(loc) == 1 else None
+        section = self.backend.sections.get(loc[0])
+        label_field = section.label if section is not None and len(loc) == 1 else None
         data: dict[str, Any] = {"span": raw.span, "field_spans": {}}
         for name, entry in raw.fields.items():
             key_span = raw.key_spans[name]
@@ -257,13 +267,13 @@ class _Lowering:
         data, spans = self.to_config(root)
         structure_ok = len(self.diagnostics) == before
         try:
-            config = ir.Config.model_validate(data)
+            config = self.backend.config.model_validate(data)
         except ValidationError as error:
             for detail in error.errors():
                 # Missing sections were reported above (or were misspelled); after a
                 # structural error, absent values are not news either.
                 missing = detail["type"] == "missing"
-                if missing and (not structure_ok or detail["loc"][0] in ir.SECTIONS):
+                if missing and (not structure_ok or detail["loc"][0] in self.backend.sections):
                     continue
                 self.diagnostics.append(_pydantic_diagnostic(detail, spans, root.span))
             return None
@@ -513,6 +523,17 @@ def lower(
         ),
         runs=tuple(runs),
     )
+
+
+def _backend_of(tree: SyntaxTree) -> backends.Backend:
+    """The backend the spec's `objective KIND` selects; the default one when it names none
+    (or an unknown one), so that the rest of the spec is still checked and reported."""
+    for item in tree.items:
+        if isinstance(item, Block) and item.kind == "objective":
+            found = backends.for_objective(item.label)
+            if found is not None:
+                return found
+    return backends.default()
 
 
 def _ir_override(override: OverrideSyntax) -> ir.Override:

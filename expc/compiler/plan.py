@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from expc.compiler import ir
+from expc.compiler import backends, ir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 
 # Leaves that never become config fields: identity (in docstrings) and block labels.
@@ -23,17 +23,10 @@ _NOT_CONFIG = {("experiment", "name"), ("experiment", "description")}
 SECTION_CLASSES = {
     "model": "ModelConfig",
     "data": "DataConfig",
+    "objective": "ObjectiveConfig",
     "train": "TrainConfig",
     "eval": "EvalConfig",
     "target": "TargetConfig",
-}
-# Structural fields the templates know how to branch on when variants differ.
-VARIABLE_STRUCTURE = {
-    ("model", "attention", "gate"),
-    ("model", "attention", "gate_position"),
-    ("model", "attention", "gate_activation"),
-    ("model", "norm"),
-    ("model", "norm_layout"),
 }
 
 
@@ -64,7 +57,7 @@ class ConfigField:
         return ".".join(self.path)
 
 
-def leaves(model: type[BaseModel] = ir.Config, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+def leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Leaf]:
     """Every value-holding path of the IR, in declaration order."""
     found: list[Leaf] = []
     for name in ir.user_fields(model):
@@ -110,6 +103,8 @@ class Plan:
     def __init__(self, spec: ir.Spec):
         self.spec = spec
         self.configs = [run.config for run in spec.runs]
+        self.backend = backends.for_config(spec.config)
+        self.leaves = leaves(type(spec.config))
 
     def values(self, dotted: str) -> list[Any]:
         """The sorted distinct values a path takes across runs."""
@@ -154,7 +149,7 @@ class Plan:
     @cached_property
     def fields(self) -> list[ConfigField]:
         found = []
-        for leaf in leaves():
+        for leaf in self.leaves:
             if leaf.path in _NOT_CONFIG or (leaf.structural and not self.varies(leaf.dotted)):
                 continue
             values = self.values(leaf.dotted)
@@ -181,8 +176,9 @@ class Plan:
     def check_structure(self) -> None:
         """Refuse variation the templates cannot express (rather than emit wrong code)."""
         problems = []
-        for leaf in leaves():
-            if leaf.structural and leaf.path not in VARIABLE_STRUCTURE and self.varies(leaf.dotted):
+        for leaf in self.leaves:
+            fixed = leaf.path not in self.backend.variable_structure
+            if leaf.structural and fixed and self.varies(leaf.dotted):
                 problems.append(
                     Diagnostic(
                         f"`{leaf.dotted}` cannot differ between runs of one spec",
@@ -214,7 +210,7 @@ class Plan:
     def check_run(self, config: ir.Config, origin: str) -> None:
         """A run resolved with `--set`/profiles must not need code that was not generated."""
         problems = []
-        for leaf in leaves():
+        for leaf in self.leaves:
             if not leaf.structural or leaf.path in _NOT_CONFIG:
                 continue
             value = _hashable(get_path(config, leaf.path))

@@ -15,15 +15,9 @@ from typing import Any
 import jinja2
 
 from expc import __version__
-from expc.compiler import ir
+from expc.compiler import backends, ir
 from expc.compiler.cache import cache_dir
-from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.plan import SECTION_CLASSES, Plan
-
-# Which templates implement which (model family, objective, data kind).
-BACKENDS: dict[tuple[str, str, str], tuple[str, ...]] = {
-    ("transformer", "next_token", "text"): ("lm/model.py.j2", "lm/train.py.j2"),
-}
 
 
 def _py(value: Any) -> str:
@@ -71,19 +65,7 @@ def config_key(path: tuple[str, ...]) -> str:
 def render(spec: ir.Spec) -> dict[str, str]:
     """Render every file of the experiment's package, unformatted."""
     config = spec.config
-    key = (config.model.family, config.objective.kind, config.data.kind)
-    templates = BACKENDS.get(key)
-    if templates is None:
-        raise CompileError(
-            [
-                Diagnostic(
-                    f"no code generator for a {key[0]} model with the {key[1]} objective "
-                    f"on {key[2]} data",
-                    config.objective.span,
-                    "supported: " + "; ".join(f"{m} + {o} + {d}" for m, o, d in sorted(BACKENDS)),
-                )
-            ]
-        )
+    backend = backends.for_config(config)
     plan = Plan(spec)
     plan.check_structure()
     smoke = spec.profile("smoke")
@@ -99,9 +81,7 @@ def render(spec: ir.Spec) -> dict[str, str]:
     env = _environment()
     package = config.experiment.name
     files = {f"{package}/__init__.py": env.get_template("package_init.py.j2").render(context)}
-    if config.target.kernels == "triton":
-        templates = (*templates, "lm/kernels.py.j2")
-    for template in templates:
+    for template in (*backend.templates, *backend.extra_templates(config)):
         name = template.rsplit("/", 1)[-1].removesuffix(".j2")
         files[f"{package}/{name}"] = env.get_template(template).render(context)
     return files

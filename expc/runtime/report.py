@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import statistics
@@ -156,8 +157,8 @@ def write_report(experiment_dir: Path) -> Path:
     columns += sorted(present - set(columns) - {"tokens", "lr"})
     lines = [f"# {experiment_dir.name}", ""]
     spec_note = experiment_dir / "spec.json"
-    if spec_note.exists():
-        info = json.loads(spec_note.read_text())
+    info = json.loads(spec_note.read_text()) if spec_note.exists() else {}
+    if info:
         lines += [f"Spec: `{info['source']}` (sha256 `{info['sha256'][:12]}`)", ""]
     lines += ["Final evaluation of each run:", ""]
     lines.append("| run | " + " | ".join(columns) + " |")
@@ -176,6 +177,17 @@ def write_report(experiment_dir: Path) -> Path:
                 f"![{name}]({name}/attention_maps.png)",
                 "",
             ]
+    if info.get("report"):
+        lines += _backend_analysis(info["report"], experiment_dir)
     report = experiment_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _backend_analysis(target: str, experiment_dir: Path) -> list[str]:
+    """The backend's own report lines: `module:function`, called with the experiment folder."""
+    module_name, _, function = target.partition(":")
+    if not module_name.startswith("expc.runtime."):  # spec.json is data, not a code path
+        raise ValueError(f"report analysis {target!r} is not part of expc.runtime")
+    analyse = getattr(importlib.import_module(module_name), function)
+    return list(analyse(experiment_dir))

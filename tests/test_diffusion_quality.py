@@ -70,8 +70,20 @@ def test_real_images_score_far_better_than_look_alikes(reference: QualityReferen
         "pixel_gaussian": reference.frechet(fake),
         "noise": reference.frechet(noise),
     }
-    # Measured: real 19, blurred 77, pixel-matched Gaussian 106, uniform noise 1319.
-    assert scores["real"] * 2 < scores["blurred"] < scores["pixel_gaussian"] < scores["noise"]
+    # Measured: real 7.5, blurred 82, pixel-matched Gaussian 124, uniform noise 1409.
+    assert scores["real"] * 5 < scores["blurred"] < scores["pixel_gaussian"] < scores["noise"]
     assert reference.kernel(real) < 0.1 * reference.kernel(fake)
-    # Copies of a few real images are real-looking but not diverse: also clearly worse (175).
-    assert reference.frechet(real[:8].repeat(32, 1, 1, 1)) > 2 * floor
+    # Copies of a few real images are real-looking but not diverse: also clearly worse (217).
+    assert reference.frechet(real[:8].repeat(32, 1, 1, 1)) > 10 * floor
+
+
+def test_small_images_and_rarely_active_features_stay_stable() -> None:
+    # 8x8 images leave some random ReLU channels nearly always off on real images; the
+    # distance must not blow up when a sample happens to switch one on.
+    held = procedural_shapes(256, seed=0, held_out=True, size=8)
+    reference = QualityReference(held)
+    real = reference.frechet(procedural_shapes(256, seed=0, size=8))
+    noise = reference.frechet(
+        torch.rand(256, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    )
+    assert real < 30 and noise > 10 * real  # measured: 12.7 and ~800

@@ -76,3 +76,17 @@ def test_fit_exact_leaves_bounds_out() -> None:
     fit = fit_exact([32, 64, 128, 256], scales)
     assert fit is not None and fit.points == 2 and fit.slope == pytest.approx(1.0)
     assert fit_exact([32, 64], [Timescale(1.0, "exact"), Timescale(9.0, "at_least")]) is None
+
+
+def test_log_spaced_steps() -> None:
+    from expc.runtime.diffusion.timescales import log_spaced_steps
+
+    assert log_spaced_steps(100, 10000, 3) == [100, 1000, 10000]
+    steps = log_spaced_steps(10, 5000, 16)
+    assert steps[0] == 10 and steps[-1] == 5000 and len(steps) == 16
+    ratios = [b / a for a, b in zip(steps, steps[1:], strict=False)]
+    assert max(ratios) / min(ratios) < 1.1  # a constant factor apart, up to rounding
+    assert log_spaced_steps(1, 4, 10) == [1, 2, 3, 4]  # rounding merges, never repeats
+    assert log_spaced_steps(7, 7, 5) == [7] and log_spaced_steps(3, 9, 1) == [9]
+    with pytest.raises(ValueError):
+        log_spaced_steps(0, 10, 3)

@@ -49,7 +49,9 @@ class RandomConvFeatures(nn.Module):
             inputs = width
         self.convs = nn.ModuleList(layers)
         self.requires_grad_(False)
-        self.dim = 2 * sum(widths)
+        # Feature blocks in output order: each layer's channel means, then its channel stds.
+        self.blocks = tuple(w for w in widths for _ in range(2))
+        self.dim = sum(self.blocks)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -97,16 +99,24 @@ def kernel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 class QualityReference:
     """Held-out features computed once; then distances of any sample set to them.
 
-    Features are standardised with the held-out set's per-feature mean and std so that every
-    feature counts on the same scale, whatever its layer.
+    Features are centred on the held-out mean and each block (one layer's channel means, or
+    its channel stds) is divided by one number, that block's average per-feature std on the
+    held-out images, so that every layer counts on a comparable scale. One scale per block
+    and not per feature: a ReLU channel that is almost never active on held-out images would
+    otherwise be divided by ~0 and dominate the distance whenever a sample activates it.
     """
 
     def __init__(self, held_out: torch.Tensor, *, seed: int = 0, batch_size: int = 512):
         self.features = RandomConvFeatures(held_out.shape[1], seed=seed)
         self.batch_size = batch_size
         raw = self._raw(held_out)
+        block = torch.repeat_interleave(
+            torch.arange(len(self.features.blocks)), torch.tensor(self.features.blocks)
+        )
+        std = raw.std(0)
+        per_block = torch.stack([std[block == b].mean() for b in range(len(self.features.blocks))])
         self.shift = raw.mean(0)
-        self.scale = raw.std(0).clamp(min=1e-8)
+        self.scale = per_block[block].clamp(min=1e-12)
         self.reference = (raw - self.shift) / self.scale
 
     def _raw(self, images: torch.Tensor) -> torch.Tensor:

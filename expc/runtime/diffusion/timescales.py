@@ -30,6 +30,17 @@ MEMORIZATION_THRESHOLD = 0.1
 GENERALIZATION_TOLERANCE = 0.1
 
 
+def log_spaced_steps(first: int, last: int, count: int) -> list[int]:
+    """Up to `count` distinct integer steps from `first` to `last`, evenly spaced in log(step)
+    (fewer when rounding merges neighbours); `last` is always included."""
+    if not 1 <= first <= last or count < 1:
+        raise ValueError(f"need 1 <= first <= last and count >= 1, got {first}, {last}, {count}")
+    if count == 1 or first == last:
+        return [last]
+    grid = np.exp(np.linspace(math.log(first), math.log(last), count))
+    return sorted({int(round(s)) for s in grid} | {last})
+
+
 @dataclass(frozen=True)
 class Timescale:
     """A crossing time in training steps: exact (interpolated), or a one-sided bound."""

@@ -37,6 +37,8 @@ def test_every_spec_compiles_to_lint_clean_importable_code(spec: Path, tmp_path:
         ast.parse(text)
 
     model_module, train_module = import_generated(compiled.files, tmp_path)
+    if not hasattr(model_module, "Transformer"):
+        return  # other backends' models are exercised by their own tests (test_<backend>_*)
     for name, run in train_module.RUNS.items():
         model = model_module.Transformer(run.model)
         tokens = torch.randint(0, 256, (2, 12))

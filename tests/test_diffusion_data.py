@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusion_fixtures import one_thread  # noqa: F401
 from PIL import Image
 
 from expc.runtime import RunError
@@ -18,6 +19,8 @@ from expc.runtime.diffusion.data import (
     to_unit_range,
 )
 from expc.runtime.diffusion.memorization import nearest_two
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shapes_are_deterministic_nested_and_in_range() -> None:

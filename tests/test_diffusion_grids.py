@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusion_fixtures import one_thread  # noqa: F401
 from PIL import Image
 
 from expc.runtime.diffusion.grids import image_grid, save_image_grid
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_grid_places_each_tile_at_its_cell() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusion_fixtures import one_thread  # noqa: F401
 
 from expc.runtime.diffusion.memorization import memorization_fraction, memorized, nearest_two
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusion_fixtures import one_thread  # noqa: F401
 
 from expc.runtime.diffusion.data import procedural_shapes
 from expc.runtime.diffusion.quality import (
@@ -12,6 +13,8 @@ from expc.runtime.diffusion.quality import (
     frechet_distance,
     kernel_distance,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_frechet_distance_of_gaussians_has_the_closed_form() -> None:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from diffusion_fixtures import one_thread  # noqa: F401
 
 from expc.runtime.diffusion.sampling import sample, sampling_timesteps
 from expc.runtime.diffusion.schedule import (
@@ -14,6 +15,8 @@ from expc.runtime.diffusion.schedule import (
     linear_schedule,
     make_schedule,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_linear_schedule_matches_ho_et_al() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from diffusion_fixtures import one_thread  # noqa: F401
 
 from expc.runtime.diffusion.timescales import (
     Timescale,
@@ -15,6 +16,8 @@ from expc.runtime.diffusion.timescales import (
     tau_gen,
     tau_mem,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = [100, 200, 400, 800, 1600, 3200]
 

@@ -47,6 +47,13 @@ class RunTimescales:
         value = self.rows[-1].get(key)
         return float(value) if isinstance(value, int | float) else None
 
+    @property
+    def overfit_step(self) -> float | None:
+        """The evaluation step with the lowest held-out denoising loss: where the test loss
+        turns up while the training loss keeps falling (the onset of overfitting)."""
+        steps, losses = _series(self.rows, "test_denoising_loss")
+        return steps[losses.index(min(losses))] if losses else None
+
     def best(self, key: str) -> float | None:
         values = [r[key] for r in self.rows if isinstance(r.get(key), int | float)]
         return float(min(values)) if values else None
@@ -100,7 +107,7 @@ def _fit_text(fit: PowerLawFit | None, what: str) -> str:
     if fit is None:
         return f"- {what}: fewer than two n with an exact value, no fit."
     return (
-        f"- {what}: slope **{fit.slope:.2f}** over {fit.points} values of n "
+        f"- {what}: slope **{round(fit.slope, 2) + 0.0:.2f}** over {fit.points} values of n "
         "(log-log least squares)."
     )
 
@@ -179,7 +186,8 @@ def _plot_curves(runs: list[RunTimescales], path: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -198,6 +206,11 @@ def analyse(experiment_dir: Path) -> list[str]:
     with_gen = [r for r in runs if r.tau_gen is not None]
     gen_fit = fit_exact([r.n for r in with_gen], [r.tau_gen for r in with_gen])
     bounded = [r for r in with_mem if r.tau_mem.bound != "exact"]
+    # A minimum at the last evaluation is no turning point: left out of the fit.
+    turned = [r for r in runs if r.overfit_step is not None and r.overfit_step < r.steps]
+    overfit_fit = fit_exact(
+        [r.n for r in turned], [Timescale(r.overfit_step, "exact") for r in turned]
+    )
     lines = [
         "## Memorization and generalization timescales",
         "",
@@ -207,9 +220,9 @@ def analyse(experiment_dir: Path) -> list[str]:
         "`>=` marks a threshold never reached (the last step), `<=` one already met at "
         "the first evaluation.",
         "",
-        "| run | n | steps | tau_gen | tau_mem | tau_mem / n | final f_mem | best quality "
-        "| final quality | final test - train loss | CPU s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | n | steps | tau_gen | tau_mem | tau_mem / n | lowest test loss at "
+        "| final f_mem | best quality | final quality | final test - train loss | CPU s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         per_n = (
@@ -222,7 +235,8 @@ def analyse(experiment_dir: Path) -> list[str]:
         stopped = " (stopped: memorized)" if run.steps < run.steps_planned else ""
         lines.append(
             f"| {run.name} | {run.n} | {run.steps}{stopped} | {run.tau_gen or 'n/a'} "
-            f"| {run.tau_mem or 'n/a'} | {per_n} | {_fmt(run.final('memorization'))} "
+            f"| {run.tau_mem or 'n/a'} | {per_n} | {_fmt(run.overfit_step)} "
+            f"| {_fmt(run.final('memorization'))} "
             f"| {_fmt(run.best('quality'))} | {_fmt(run.final('quality'))} | {_fmt(gap)} "
             f"| {_fmt(run.final('cpu_s'), 4)} | {_fmt(run.final('elapsed_s'), 4)} |"
         )
@@ -232,6 +246,7 @@ def analyse(experiment_dir: Path) -> list[str]:
         "",
         _fit_text(mem_fit, "tau_mem against n"),
         _fit_text(gen_fit, "tau_gen against n"),
+        _fit_text(overfit_fit, "step of the lowest test denoising loss against n"),
         f"- Budget: {cpu / 60:.1f} CPU minutes, {wall / 60:.1f} wall minutes over "
         f"{len(runs)} runs (training and evaluations).",
         "",

@@ -31,8 +31,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "rlvr_passk"
 
 
-def test_smoke_rows_cover_both_stages(smoke: Path) -> None:
-    rows = read_metrics(smoke / "main")
+@pytest.mark.parametrize("variant", ["gated", "vanilla"])
+def test_smoke_rows_cover_both_stages(smoke: Path, variant: str) -> None:
+    rows = read_metrics(smoke / variant)
     assert [row["step"] for row in rows] == [10, 20, 24]  # pretrain 20 steps, then 4 GRPO steps
     pretrain, rl = rows[:2], rows[2]
     assert math.log(256) + 0.5 > pretrain[0]["train_loss"] > pretrain[1]["train_loss"]
@@ -44,7 +45,7 @@ def test_smoke_rows_cover_both_stages(smoke: Path) -> None:
 
 
 def test_smoke_writes_passk_and_a_report(smoke: Path) -> None:
-    summary = json.loads((smoke / "main" / "passk.json").read_text())
+    summary = json.loads((smoke / "gated" / "passk.json").read_text())
     assert summary["ks"] == [1, 2, 4, 8] and summary["problems"] == 4
     for model in ("base", "rl"):
         curve = summary[model]["pass_at_k"]
@@ -52,19 +53,20 @@ def test_smoke_writes_passk_and_a_report(smoke: Path) -> None:
         assert all(0 <= c <= 8 for c in summary[model]["correct"])
         solved = sum(c > 0 for c in summary[model]["correct"]) / 4
         assert summary[model]["coverage"] == solved == pytest.approx(curve[-1])
-    assert summary["budget"]["rollouts"] == 4 * 8 * 8  # steps x prompts x group size
-    final = json.loads((smoke / "main" / "summary.json").read_text())
+    assert summary["budget"]["rollouts"] == 4 * 4 * 8  # steps x prompts x group size
+    final = json.loads((smoke / "gated" / "summary.json").read_text())
     assert final["base_pass_at_8"] == summary["base"]["pass_at_k"][-1]
     report = (smoke / "report.md").read_text()
     assert "## pass@k: base (after pretraining) vs RL (after GRPO)" in report
     assert "| 8 |" in report and "crossover k" in report and "coverage" in report
+    assert report.index("### gated") < report.index("### vanilla")
     assert (smoke / "passk.png").stat().st_size > 1000
 
 
 def test_base_counts_come_from_the_stage_1_checkpoint(smoke: Path, package) -> None:
     _, train_module = package
-    run_dir = smoke / "main"
-    run = apply_overrides(train_module.RUNS["main"], train_module.PROFILES["smoke"])
+    run_dir = smoke / "gated"
+    run = apply_overrides(train_module.RUNS["gated"], train_module.PROFILES["smoke"])
     assert dataclasses.asdict(run) == json.loads((run_dir / "config.json").read_text())
     cpu = torch.device("cpu")
     base = train_module.load_base(run_dir / "pretrain.pt", run, cpu)
@@ -84,9 +86,8 @@ model transformer {
 }
 objective rlvr { group_size = 4  kl = 0.1 }
 train {
-  pretrain { steps = 6  batch_size = 8  warmup = 2 }
-  rl { steps = 4  prompts = 2  updates = 2 }
-  eval_every = 2
+  pretrain { steps = 6  batch_size = 8  warmup = 2  eval_every = 2 }
+  rl { steps = 4  prompts = 2  updates = 2  eval_every = 2 }
 }
 eval { problems = 3  samples = 4  track_samples = 2 }
 metrics = [train_loss, pass_at_1, reward, kl, clip_fraction]

@@ -72,31 +72,36 @@ class RLVRObjective(Node):
 class Pretrain(Node):
     """`pretrain { ... }` in `train`: stage 1, the base model. Next-token cross-entropy on the
     completions of demonstrations (the prompt is context, not a target), `batch_size`
-    problems per step, linear warmup then cosine decay of `lr`."""
+    problems per step, linear warmup then cosine decay of `lr`. A metrics row every
+    `eval_every` steps."""
 
     steps: Annotated[int, Field(ge=1, le=10**9)] = 2000
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 3e-3
     warmup: Annotated[int, Field(ge=0, le=10**9)] = 50
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 250
 
 
 class RLStage(Node):
     """`rl { ... }` in `train`: stage 2, GRPO from the stage-1 checkpoint. Each step samples
     `prompts` training problems and takes `updates` optimiser steps on their rollouts (1 =
-    on-policy, the ratio starts at 1); constant `lr`."""
+    on-policy, the ratio starts at 1); constant `lr`. A metrics row every `eval_every`
+    steps."""
 
     steps: Annotated[int, Field(ge=0, le=10**9)] = 200
-    prompts: Annotated[int, Field(ge=1, le=65536)] = 8
+    prompts: Annotated[int, Field(ge=1, le=65536)] = 32
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-4
     updates: Annotated[int, Field(ge=1, le=64)] = 1
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 50
 
 
 class Train(Node):
     """`train { pretrain { ... } rl { ... } ... }`: both stages use AdamW with these settings.
 
-    `eval_every`: log a metrics row every N steps of either stage (pass@1 on the held-out
-    problems is measured then, when `metrics` asks for it). `checkpoint_every`: checkpoint
-    every N steps (0 = at every evaluation); `--resume` continues from it.
+    Each metrics row (every stage's `eval_every` steps, and at the end of each stage) also
+    measures pass@1 on the held-out problems when `metrics` asks for it.
+    `checkpoint_every`: checkpoint every N steps of either stage (0 = at every row);
+    `--resume` continues from it.
     """
 
     pretrain: Pretrain = Pretrain()
@@ -106,7 +111,6 @@ class Train(Node):
     beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.98
     min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
-    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
     checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
 
 

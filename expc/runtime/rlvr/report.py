@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from expc.runtime.report import run_dirs
 from expc.runtime.rlvr.passk import coverage, crossover_k, pass_at_k_curve
 
 PASSK_FILE = "passk.json"
@@ -48,12 +49,13 @@ def write_passk(run_dir: Path, summary: dict[str, Any]) -> Path:
 
 
 def _runs(experiment_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each finished run's passk.json, in the spec's run order."""
     found = {}
-    for path in sorted(Path(experiment_dir).glob(f"*/{PASSK_FILE}")):
+    for run_dir in run_dirs(experiment_dir):
         try:
-            found[path.parent.name] = json.loads(path.read_text())
-        except ValueError:
-            continue  # a torn file from a killed run
+            found[run_dir.name] = json.loads((run_dir / PASSK_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not finished, or a torn file from a killed run
     return found
 
 

@@ -246,4 +246,14 @@ BACKEND = Backend(
         ("lm/kernels.py.j2",) if config.target.kernels == "triton" else ()
     ),
     report="expc.runtime.rlvr.report:analyse",
+    # `--smoke` without a `profile smoke`: a few steps of each stage, a tiny pass@k.
+    smoke=(
+        ir.Override(path=("train", "pretrain", "steps"), value=20),
+        ir.Override(path=("train", "pretrain", "eval_every"), value=10),
+        ir.Override(path=("train", "rl", "steps"), value=4),
+        ir.Override(path=("train", "rl", "prompts"), value=4),
+        ir.Override(path=("eval", "problems"), value=4),
+        ir.Override(path=("eval", "samples"), value=8),
+        ir.Override(path=("eval", "track_samples"), value=2),
+    ),
 )

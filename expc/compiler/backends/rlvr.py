@@ -199,16 +199,6 @@ def _fp32_single_process(config: RLVRConfig) -> Iterator[Diagnostic]:
         )
 
 
-def _needs_a_smoke_profile(spec: ir.Spec) -> Iterator[Diagnostic]:
-    if not any(profile.name == "smoke" for profile in spec.profiles):
-        yield Diagnostic(
-            "an rlvr spec needs a `profile smoke` (the default smoke profile sets "
-            "`train.steps`, which rlvr splits into its stages)",
-            spec.config.span,
-            help="add e.g. `profile smoke { train.pretrain.steps = 20  train.rl.steps = 4 }`",
-        )
-
-
 BACKEND = Backend(
     name="rlvr",
     objective="rlvr",
@@ -231,7 +221,6 @@ BACKEND = Backend(
         _enough_test_problems,
         _fp32_single_process,
     ),
-    spec_rules=(_needs_a_smoke_profile,),
     # The policy is any transformer the LM backend describes; its gates may vary by run.
     variable_structure=frozenset(
         {

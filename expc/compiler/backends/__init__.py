@@ -60,7 +60,7 @@ class Backend:
 
 # Modules under expc/compiler/backends/ that define a `BACKEND`. The first is the default
 # used to report errors in a spec whose objective is missing or unknown.
-MODULES = ("lm", "rlvr", "diffusion", "hivemind")
+MODULES = ("lm", "crl", "diffusion", "rlvr", "hivemind")
 
 
 @cache

@@ -1,0 +1,136 @@
+"""The depth-scaling analysis of a CRL experiment: a depth-vs-performance table and plot.
+
+`write_report` calls `analyse` (named in the backend as "expc.runtime.crl.report:analyse").
+Runs that differ only in `model.depth` form one series (one task, say); each series gets a
+table and a line in the plot. One evaluation of one seed is noisy, so next to the final
+evaluation the table gives the mean over the evaluations of the second half of training.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from expc.runtime.metrics import read_metrics
+from expc.runtime.report import run_dirs
+
+# (metric, column title, format); "~" columns are second-half means.
+COLUMNS = (
+    ("success_rate", "success", "{:.3f}"),
+    ("~success_rate", "success, 2nd-half mean", "{:.3f}"),
+    ("detour_success_rate", "detour success", "{:.3f}"),
+    ("~detour_success_rate", "detour success, 2nd-half mean", "{:.3f}"),
+    ("time_at_goal", "time at goal", "{:.1f}"),
+    ("~time_at_goal", "time at goal, 2nd-half mean", "{:.1f}"),
+    ("critic_loss", "critic loss", "{:.3f}"),
+    ("categorical_accuracy", "accuracy", "{:.3f}"),
+    ("env_steps_per_s", "env steps/s", "{:.0f}"),
+    ("env_steps", "env steps", "{:,}"),
+)
+
+
+def _series_label(run_name: str) -> str:
+    parts = [p for p in run_name.split("-") if not p.startswith("depth_")]
+    return "-".join(parts) or "main"
+
+
+def second_half_mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of `key` over the evaluations after the first half of the run's steps."""
+    if not rows:
+        return None
+    last = rows[-1]["step"]
+    values = [r[key] for r in rows if r["step"] > last / 2 and isinstance(r.get(key), int | float)]
+    values = [v for v in values if v == v]  # NaN (no such goals) does not count
+    return statistics.mean(values) if values else None
+
+
+def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """series label -> depth -> the run's final metrics row, its second-half means under
+    "~metric", and its `run` name."""
+    series: dict[str, dict[int, dict[str, Any]]] = {}
+    for run_dir in run_dirs(Path(experiment_dir)):  # the spec's order
+        rows = read_metrics(run_dir)
+        config_path = run_dir / "config.json"
+        if not rows or not config_path.exists():
+            continue
+        depth = json.loads(config_path.read_text()).get("model", {}).get("depth")
+        if depth is None:
+            continue
+        final = {**rows[-1], "run": run_dir.name}
+        for key in ("success_rate", "detour_success_rate", "time_at_goal"):
+            final[f"~{key}"] = second_half_mean(rows, key)
+        series.setdefault(_series_label(run_dir.name), {})[depth] = final
+    return series
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    return fmt.format(value) if isinstance(value, int | float) else "n/a"
+
+
+def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
+    """Success rate and time at goal against depth (log scale), one line per series:
+    second-half means, with the final evaluation as open markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    panels = (("success_rate", "success rate"), ("time_at_goal", "time at goal (steps)"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for name, by_depth in series.items():
+            depths = sorted(by_depth)
+            means = [
+                (d, by_depth[d][f"~{key}"])
+                for d in depths
+                if by_depth[d].get(f"~{key}") is not None
+            ]
+            finals = [(d, by_depth[d][key]) for d in depths if by_depth[d].get(key) is not None]
+            if means:
+                (line,) = ax.plot(
+                    *zip(*means, strict=True), marker="o", label=f"{name} (2nd-half mean)"
+                )
+                if finals:
+                    style = {"linestyle": "none", "marker": "o", "markerfacecolor": "none"}
+                    ax.plot(
+                        *zip(*finals, strict=True),
+                        **style,
+                        color=line.get_color(),
+                        label=f"{name} (final)",
+                    )
+        depths = sorted({d for by_depth in series.values() for d in by_depth})
+        if depths[0] > 0:  # depth 0 (no residual blocks) has no place on a log axis
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.set_xlabel("depth (Dense layers in residual blocks)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{path.parent.name}: evaluation against depth")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def analyse(experiment_dir: Path) -> list[str]:
+    """Markdown lines: the depth table of every series, and the plot."""
+    experiment_dir = Path(experiment_dir)
+    series = collect(experiment_dir)
+    if not series:
+        return []
+    lines = ["## Depth scaling", ""]
+    for name, by_depth in series.items():
+        lines += [f"`{name}`:", ""]
+        lines.append("| depth | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
+        lines.append("|---|" + "---|" * len(COLUMNS))
+        for depth, row in sorted(by_depth.items()):
+            cells = [_cell(row, key, fmt) for key, _, fmt in COLUMNS]
+            lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+        lines.append("")
+    path = plot(series, experiment_dir / "depth_scaling.png")
+    return [*lines, f"![depth scaling]({path.name})", ""]

@@ -452,6 +452,47 @@ def runs_command(
     out.print(table)
 
 
+@app.command("serve")
+@_main
+def serve_command(
+    path: Path = typer.Argument(..., help="A run folder (runs/<exp>/<run>) or its checkpoint.pt."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    name: str = typer.Option(None, "--name", help="Model id in the API (default: <exp>/<run>)."),
+    generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    max_context: int = typer.Option(
+        None, "--max-context", min=2, help="Prompt + new bytes per request (default: trained)."
+    ),
+    max_tokens: int = typer.Option(16, "--max-tokens", min=1, help="Default max_tokens."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch's choice)."),
+) -> None:
+    """Serve an expc-trained LM over an OpenAI-compatible HTTP API (/v1/completions, chat)."""
+    from expc.runtime import RunError, resolve_device
+
+    try:
+        import torch
+
+        from expc.runtime.hivemind.lm import LanguageModel
+        from expc.serve import serve
+
+        if threads:
+            torch.set_num_threads(threads)
+        lm = LanguageModel(
+            path,
+            generated=generated,
+            device=str(resolve_device(device)),
+            max_context=max_context,
+            name=name,
+        )
+    except ModuleNotFoundError as error:
+        raise _fail(f"`expc serve` needs {error.name}", "pip install fastapi uvicorn") from None
+    except (RunError, OSError) as error:
+        raise _fail(str(error)) from None
+    out.print(f"serving [bold]{lm.name}[/] (step {lm.step}) at http://{host}:{port}/v1")
+    serve(lm, host=host, port=port, default_max_tokens=max_tokens)
+
+
 def _ago(mtime: float) -> str:
     import time
 

@@ -34,7 +34,10 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, st
 
 def test_smoke_run_is_quick_and_reports(smoke_run) -> None:
     experiment, elapsed, stdout = smoke_run
-    assert elapsed < 60
+    # Seconds-long alone; the bound is loose because the rest of the suite shares the cores.
+    # The default profile takes about ten minutes, so a smoke profile that stopped applying
+    # would still fail here.
+    assert elapsed < 240
     assert "report: " in stdout
     report = (experiment / "report.md").read_text()
     assert report.index("| vanilla |") < report.index("| gated |")  # the spec's order

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -21,9 +21,16 @@ def _value(value: Any, literal_field: bool) -> str:
     return repr(value)
 
 
+def _is_symbol(model: type[BaseModel], name: str) -> bool:
+    """Whether a field's values are bare names: a Literal, or a tuple of Literals."""
+    annotation = model.model_fields[name].annotation
+    args = get_args(annotation) if get_origin(annotation) is tuple else (annotation,)
+    return any(get_origin(arg) is Literal for arg in args)
+
+
 def _symbol_paths(config: ir.Config) -> set[tuple[str, ...]]:
-    """Paths whose values are written as bare names (the structural, Literal-typed ones)."""
-    return {leaf.path for leaf in leaves(type(config)) if leaf.structural}
+    """Paths whose values are written as bare names (the Literal-typed ones)."""
+    return {leaf.path for leaf in leaves(type(config)) if _is_symbol(leaf.owner, leaf.path[-1])}
 
 
 def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str]:
@@ -36,7 +43,7 @@ def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str
         if isinstance(value, ir.Node):
             lines += _block(value, name, depth + 1, set())
         else:
-            literal = ir.is_structural(type(node), name) or name == "metrics"
+            literal = _is_symbol(type(node), name)
             lines.append(f"{pad}  {name} = {_value(value, literal)}")
     lines.append(f"{pad}}}")
     return lines

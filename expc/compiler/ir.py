@@ -156,7 +156,8 @@ class Profile(Node):
     overrides: tuple[Override, ...]
 
 
-# Used when a spec defines no `profile smoke`: a seconds-long run that still evaluates.
+# `--smoke` when a spec defines no `profile smoke` (a backend may define its own): a
+# seconds-long run that still evaluates.
 DEFAULT_SMOKE = (
     Override(path=("train", "steps"), value=20),
     Override(path=("train", "eval_every"), value=10),
@@ -189,7 +190,9 @@ class Spec(Node):
             if profile.name == name:
                 return profile
         if name == "smoke":
-            return Profile(name="smoke", overrides=DEFAULT_SMOKE)
+            from expc.compiler import backends  # backends import this module
+
+            return Profile(name="smoke", overrides=backends.for_config(self.config).smoke)
         return None
 
 

@@ -463,7 +463,7 @@ def lower(
         if profile in profiles:
             selected_profile = profiles[profile]
         elif profile == "smoke":
-            selected_profile = _default_smoke(tree)
+            selected_profile = _default_smoke(tree, lowering.backend)
         else:
             raise CompileError(
                 [
@@ -540,9 +540,9 @@ def _ir_override(override: OverrideSyntax) -> ir.Override:
     return ir.Override(path=override.path, value=_python(override.value), span=override.path_span)
 
 
-def _default_smoke(tree: SyntaxTree) -> list[OverrideSyntax]:
+def _default_smoke(tree: SyntaxTree, backend: backends.Backend) -> list[OverrideSyntax]:
     span = Span(file=tree.source.name, line=1, column=1, end_line=1, end_column=2)
     return [
         OverrideSyntax(o.path, span, Value("number", o.value, str(o.value), span))
-        for o in ir.DEFAULT_SMOKE
+        for o in backend.smoke
     ]

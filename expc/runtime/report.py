@@ -52,6 +52,9 @@ def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> 
     import matplotlib.pyplot as plt
 
     keys = sorted({k for rows in runs.values() for row in rows for k in row} - _NOT_PLOTTED)
+    # A curve needs two points: runs that log one row (a measurement, not a training
+    # run) have their numbers in the table only.
+    keys = [k for k in keys if any(sum(k in row for row in rows) > 1 for rows in runs.values())]
     written = []
     for key in keys:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

@@ -42,13 +42,15 @@ class ModelConfig:
 
 
 def rope_tables(
-    length: int, head_dim: int, base: float, device: torch.device
+    length: int, head_dim: int, base: float, device: torch.device, start: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of shape (length, 1, head_dim // 2), broadcast over batch and heads."""
+    """cos/sin tables of shape (length, 1, head_dim // 2) for positions start..start+length-1,
+    broadcast over batch and heads."""
     inv_freq = base ** (
         -torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim
     )
-    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    positions = torch.arange(start, start + length, device=device, dtype=torch.float32)
+    angles = torch.outer(positions, inv_freq)
     return angles.cos()[:, None, :], angles.sin()[:, None, :]
 
 
@@ -92,6 +94,70 @@ class Probe:
 
 
 # -----------------------------------------------------------------------------
+# KV cache: incremental decoding for sampling
+
+
+class LayerCache:
+    """One layer's keys and values, (batch, heads, capacity, head_dim), filled left to right.
+
+    The buffers are allocated on the first `extend`, so they take the batch size, device and
+    dtype (autocast included) of the keys the layer actually produces.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.length = 0  # positions filled so far
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append this step's keys and values; return all of them so far."""
+        start, end = self.length, self.length + k.size(2)
+        if end > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} positions; {end} needed")
+        if self.keys is None or self.values is None:
+            batch, heads, _, head_dim = k.shape
+            shape = (batch, heads, self.capacity, head_dim)
+            self.keys = k.new_empty(shape)
+            self.values = v.new_empty(shape)
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far; pass it to
+    `Transformer.forward` to feed only the new tokens. It holds up to `capacity` positions."""
+
+    def __init__(self, config: ModelConfig, capacity: int) -> None:
+        self.layers = [LayerCache(capacity) for _ in range(config.layers)]
+
+    @property
+    def length(self) -> int:
+        """Tokens already cached: the position of the next token fed in."""
+        return self.layers[0].length
+
+
+def cached_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: LayerCache
+) -> torch.Tensor:
+    """Causal attention of new queries over the cached keys plus the new ones.
+
+    Query i sits at position start + i and sees keys 0..start + i. SDPA's `is_causal` aligns
+    the mask to the top-left corner, which is wrong once start > 0, so the mask is explicit;
+    a single query sees every key and needs none.
+    """
+    start, length = cache.length, q.size(-2)
+    k, v = cache.extend(k, v)
+    mask = None
+    if length > 1:
+        mask = torch.ones(length, start + length, dtype=torch.bool, device=q.device)
+        mask = mask.tril(diagonal=start)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+# -----------------------------------------------------------------------------
 # model
 
 
@@ -126,6 +192,7 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         probe: Probe | None = None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).unbind(dim=2)
@@ -134,7 +201,9 @@ class CausalSelfAttention(nn.Module):
             v = v * self.gate_scores(x, probe)
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (batch, heads, length, head_dim)
-        if probe is None:
+        if cache is not None:  # incremental decoding: x holds only the new tokens
+            y = cached_attention(q, k, v, cache)
+        elif probe is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = probe.attention(q, k, v)
@@ -170,8 +239,9 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         probe: Probe | None = None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, probe)
+        x = x + self.attn(self.attn_norm(x), rope, probe, cache=cache)
         x = x + self.mlp(self.mlp_norm(x))
         if probe is not None:  # M-Act: the largest |activation| this layer outputs
             probe.max_activation.append(x.abs().max().item())
@@ -198,20 +268,31 @@ class Transformer(nn.Module):
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def new_cache(self, capacity: int) -> KVCache:
+        """An empty KV cache for up to `capacity` positions (prompt plus generated tokens)."""
+        return KVCache(self.config, capacity)
+
     def forward(
         self,
         tokens: torch.Tensor,
         targets: torch.Tensor | None = None,
         probe: Probe | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (batch, length, vocab) and, given targets, the mean next-token loss."""
+        """Logits (batch, length, vocab) and, given targets, the mean next-token loss.
+
+        With a cache, `tokens` are the ones after the cached prefix: they take positions
+        cache.length onwards, and their keys and values are appended to the cache.
+        """
         config = self.config
+        start = 0 if cache is None else cache.length
         rope = rope_tables(
-            tokens.size(1), config.width // config.heads, config.rope_base, tokens.device
+            tokens.size(1), config.width // config.heads, config.rope_base, tokens.device, start
         )
+        layer_caches = [None] * len(self.blocks) if cache is None else cache.layers
         x = self.embed(tokens)
-        for block in self.blocks:
-            x = block(x, rope, probe)
+        for block, layer_cache in zip(self.blocks, layer_caches, strict=True):
+            x = block(x, rope, probe, cache=layer_cache)
         logits = self.head(self.norm(x))
         if targets is None:
             return logits, None

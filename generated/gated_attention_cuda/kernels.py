@@ -17,8 +17,15 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
-import triton.language as tl
+
+if not torch.cuda.is_available():
+    # Without a GPU Triton can only run kernels in its interpreter. Triton's own library
+    # functions (tl.sigmoid, ...) are decorated when triton is imported, so this must come
+    # before the import.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 
 
 @triton.jit

@@ -54,11 +54,13 @@ class Backend:
     extra_templates: Callable[[Any], tuple[str, ...]] = field(default=lambda config: ())
     # "module:function" in expc.runtime: (experiment_dir) -> list of report.md lines.
     report: str | None = None
+    # `--smoke` for a spec without its own `profile smoke`: a seconds-long run.
+    smoke: tuple[ir.Override, ...] = ir.DEFAULT_SMOKE
 
 
 # Modules under expc/compiler/backends/ that define a `BACKEND`. The first is the default
 # used to report errors in a spec whose objective is missing or unknown.
-MODULES = ("lm", "crl")
+MODULES = ("lm", "crl", "diffusion", "rlvr", "hivemind")
 
 
 @cache

@@ -226,4 +226,16 @@ BACKEND = Backend(
         }
     ),
     report="expc.runtime.crl.report:analyse",
+    # `--smoke` without a `profile smoke`: a few envs and updates, two evaluations.
+    smoke=(
+        ir.Override(path=("data", "num_envs"), value=8),
+        ir.Override(path=("data", "eval_envs"), value=4),
+        ir.Override(path=("data", "episode_length"), value=10),
+        ir.Override(path=("train", "steps"), value=4),
+        ir.Override(path=("train", "batch_size"), value=16),
+        ir.Override(path=("train", "prefill"), value=10),
+        ir.Override(path=("train", "unroll_length"), value=5),
+        ir.Override(path=("train", "updates_per_unroll"), value=2),
+        ir.Override(path=("train", "eval_every"), value=2),
+    ),
 )

@@ -1,0 +1,248 @@
+"""The RLVR backend: does RL with verifiable rewards expand what a model can solve, or only
+sharpen its sampling? (Yue et al., "Does Reinforcement Learning Really Incentivize Reasoning
+Capacity in LLMs Beyond the Base Model?")
+
+A transformer is pretrained on (noisy) worked solutions of generated arithmetic problems, the
+base model; GRPO then trains it on the verifier's reward, the RL model. Both are sampled n times
+per held-out problem and compared by pass@k for k = 1, 2, 4, ..., n.
+
+Specs select it with `objective rlvr { ... }`; the two stages are `train { pretrain { ... }
+rl { ... } }`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from expc.compiler import ir
+from expc.compiler.backends import Backend, Section
+from expc.compiler.backends.lm import Transformer, _heads_divide_width, _rope_needs_even_head_dim
+from expc.compiler.diagnostics import Diagnostic
+from expc.compiler.ir import STRUCTURAL, Node
+
+# --- data --------------------------------------------------------------------------------
+
+
+class ArithmeticData(Node):
+    """`data arithmetic { ... }`: multi-step integer arithmetic with an exact verifier.
+
+    A problem is `operands` numbers of `digits` digits joined by + (and - when `subtract`),
+    e.g. the prompt `57+08-33=`; a worked solution is `57+08=65,65-33=32#32` and a newline.
+    The verifier checks the answer after `#`. `noise`: the chance that each step of a
+    pretraining demonstration slips (a units or tens digit off, carried through to the
+    answer), so the base model solves a problem only some of the time. `test_fraction` of the
+    problem space (by a hash of the prompt) is held out: training never sees those problems.
+    """
+
+    kind: Literal["arithmetic"] = Field("arithmetic", json_schema_extra=STRUCTURAL)
+    operands: Annotated[int, Field(ge=2, le=16)] = 3
+    digits: Annotated[int, Field(ge=1, le=9)] = 2
+    subtract: bool = True
+    noise: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+
+
+# --- objective ---------------------------------------------------------------------------
+
+
+class RLVRObjective(Node):
+    """`objective rlvr { ... }`: GRPO with the verifier's 0/1 reward (the RL stage's loss).
+
+    For each problem, `group_size` completions are sampled at `temperature` / `top_p`; each
+    one's advantage is its reward normalised within the group. The loss is PPO's clipped
+    ratio objective (`clip` = epsilon), averaged over each completion's tokens, minus `kl`
+    times the k3 estimate of KL(policy || base); `kl = 0` (the paper's setting) drops the
+    base model from the step.
+    """
+
+    kind: Literal["rlvr"] = Field("rlvr", json_schema_extra=STRUCTURAL)
+    group_size: Annotated[int, Field(ge=2, le=4096)] = 8
+    clip: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    kl: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    temperature: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+
+# --- train: the two stages ---------------------------------------------------------------
+
+
+class Pretrain(Node):
+    """`pretrain { ... }` in `train`: stage 1, the base model. Next-token cross-entropy on the
+    completions of demonstrations (the prompt is context, not a target), `batch_size`
+    problems per step, linear warmup then cosine decay of `lr`. A metrics row every
+    `eval_every` steps."""
+
+    steps: Annotated[int, Field(ge=1, le=10**9)] = 2000
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 3e-3
+    warmup: Annotated[int, Field(ge=0, le=10**9)] = 50
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 250
+
+
+class RLStage(Node):
+    """`rl { ... }` in `train`: stage 2, GRPO from the stage-1 checkpoint. Each step samples
+    `prompts` training problems and takes `updates` optimiser steps on their rollouts (1 =
+    on-policy, the ratio starts at 1); constant `lr`. A metrics row every `eval_every`
+    steps."""
+
+    steps: Annotated[int, Field(ge=0, le=10**9)] = 200
+    prompts: Annotated[int, Field(ge=1, le=65536)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-4
+    updates: Annotated[int, Field(ge=1, le=64)] = 1
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 50
+
+
+class Train(Node):
+    """`train { pretrain { ... } rl { ... } ... }`: both stages use AdamW with these settings.
+
+    Each metrics row (every stage's `eval_every` steps, and at the end of each stage) also
+    measures pass@1 on the held-out problems when `metrics` asks for it.
+    `checkpoint_every`: checkpoint every N steps of either stage (0 = at every row);
+    `--resume` continues from it.
+    """
+
+    pretrain: Pretrain = Pretrain()
+    rl: RLStage = RLStage()
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.98
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
+    checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
+
+
+# --- eval: pass@k ------------------------------------------------------------------------
+
+
+class PassAtK(Node):
+    """`eval { ... }`: pass@k of the base (end of stage 1) and RL (end of stage 2) models.
+
+    `samples` completions (n) of each of `problems` held-out problems, sampled at
+    `temperature` / `top_p` (the paper: 0.6 / 0.95, the same for both models); pass@k with the
+    unbiased estimator for k = 1, 2, 4, ..., n. During training, pass@1 is tracked on the
+    same problems from `track_samples` samples each. `batch_size`: rows per sampling call.
+    """
+
+    problems: Annotated[int, Field(ge=1, le=100_000)] = 100
+    samples: Annotated[int, Field(ge=1, le=65536)] = 256
+    temperature: Annotated[float, Field(gt=0.0, le=10.0)] = 0.6
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    track_samples: Annotated[int, Field(ge=1, le=65536)] = 16
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+Metric = Literal["train_loss", "pass_at_1", "reward", "kl", "clip_fraction", "completion_length"]
+METRIC_HELP: dict[str, str] = {
+    "train_loss": "stage 1: mean next-token loss on demonstration completions since the last row",
+    "pass_at_1": "share of correct samples on the held-out problems (eval.track_samples each)",
+    "reward": "stage 2: mean verifier reward of the rollouts since the last row",
+    "kl": "stage 2: mean per-token k3 KL(policy || base) of the last update (0 when kl = 0)",
+    "clip_fraction": "stage 2: share of completion tokens whose ratio was clipped",
+    "completion_length": "stage 2: mean rollout length in tokens, stop token included",
+}
+
+
+class RLVRConfig(ir.Config):
+    """One run of an RLVR pass@k experiment."""
+
+    experiment: ir.Experiment
+    data: ArithmeticData
+    model: Transformer
+    objective: RLVRObjective
+    train: Train = Train()
+    eval: PassAtK = PassAtK()
+    target: ir.Target = ir.Target()
+    metrics: tuple[Metric, ...] = Field(
+        ("train_loss", "pass_at_1", "reward", "completion_length"), json_schema_extra=STRUCTURAL
+    )
+
+
+# --- cross-field rules -------------------------------------------------------------------
+
+
+def _enough_test_problems(config: RLVRConfig) -> Iterator[Diagnostic]:
+    data = config.data
+    space = 10 ** (data.digits * data.operands) * (2 if data.subtract else 1) ** (data.operands - 1)
+    held_out = int(space * data.test_fraction)
+    if config.eval.problems * 2 > held_out:
+        yield Diagnostic(
+            f"`eval.problems` ({config.eval.problems}) needs at least twice as many held-out "
+            f"problems, but the task holds out about {held_out}",
+            config.eval.span_of("problems"),
+            help="raise `data.digits`, `data.operands` or `data.test_fraction`, "
+            "or ask for fewer problems",
+        )
+
+
+def _fp32_single_process(config: RLVRConfig) -> Iterator[Diagnostic]:
+    target = config.target
+    for name, value, allowed in (
+        ("precision", target.precision, "fp32"),
+        ("strategy", target.strategy, "single"),
+    ):
+        if value != allowed:
+            yield Diagnostic(
+                f"rlvr runs support `target.{name} = {allowed}` only, got `{value}`",
+                target.span_of(name),
+                help=f"remove `{name}` from the target block",
+            )
+    if target.compile:
+        yield Diagnostic(
+            "rlvr runs do not torch.compile the policy (sampling changes shapes every step)",
+            target.span_of("compile"),
+            help="remove `compile` from the target block",
+        )
+
+
+BACKEND = Backend(
+    name="rlvr",
+    objective="rlvr",
+    config=RLVRConfig,
+    sections={
+        "experiment": Section(label="name", required_label=True),
+        "data": Section(label="kind", required_label=True, kinds={"arithmetic": ArithmeticData}),
+        "model": Section(label="family", required_label=True, kinds={"transformer": Transformer}),
+        "objective": Section(label="kind", required_label=True, kinds={"rlvr": RLVRObjective}),
+        "train": Section(),
+        "eval": Section(),
+        "target": Section(label="device"),
+    },
+    required=("experiment", "data", "model", "objective"),
+    templates=("lm/model.py.j2", "rlvr/train.py.j2"),
+    metrics=METRIC_HELP,
+    run_rules=(
+        _heads_divide_width,
+        _rope_needs_even_head_dim,
+        _enough_test_problems,
+        _fp32_single_process,
+    ),
+    # The policy is any transformer the LM backend describes; its gates may vary by run.
+    variable_structure=frozenset(
+        {
+            ("model", "attention", "gate"),
+            ("model", "attention", "gate_position"),
+            ("model", "attention", "gate_activation"),
+            ("model", "norm"),
+            ("model", "norm_layout"),
+        }
+    ),
+    extra_templates=lambda config: (
+        ("lm/kernels.py.j2",) if config.target.kernels == "triton" else ()
+    ),
+    report="expc.runtime.rlvr.report:analyse",
+    # `--smoke` without a `profile smoke`: a few steps of each stage, a tiny pass@k.
+    smoke=(
+        ir.Override(path=("train", "pretrain", "steps"), value=20),
+        ir.Override(path=("train", "pretrain", "eval_every"), value=10),
+        ir.Override(path=("train", "rl", "steps"), value=4),
+        ir.Override(path=("train", "rl", "prompts"), value=4),
+        ir.Override(path=("eval", "problems"), value=4),
+        ir.Override(path=("eval", "samples"), value=8),
+        ir.Override(path=("eval", "track_samples"), value=2),
+    ),
+)

@@ -1,0 +1,163 @@
+"""An expc-trained language model loaded from its run folder, ready to sample text.
+
+A run folder `runs/<experiment>/<run>/` holds `checkpoint.pt` (the state dict under "model"
+and the generated `Run` as a dict under "run"); the model class comes from the generated
+package `generated/<experiment>/`. The LMs expc trains today are byte-level (vocabulary
+256): text goes in as its UTF-8 bytes and comes out decoded, invalid bytes replaced.
+Sampling is `expc.runtime.sampling.generate`; this module only prepares its inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from expc.runtime.checkpoint import load_checkpoint
+from expc.runtime.errors import RunError
+from expc.runtime.loader import load_train_module, run_from_dict
+
+BYTE_VOCAB = 256
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation; `finish_reason` as in the OpenAI API ("stop"/"length")."""
+
+    text: str
+    finish_reason: str
+    tokens: int
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise RunError(
+            f"no checkpoint at {str(path)!r}; pass a run folder (runs/<experiment>/<run>) "
+            "that holds checkpoint.pt, or the checkpoint file itself"
+        )
+    return path
+
+
+def chat_prompt(messages: Sequence[dict[str, str]]) -> str:
+    """Chat messages as plain text for a base LM with no chat template.
+
+    The contents, one paragraph each, then an empty line: the model continues with a new
+    paragraph. Roles are dropped; expc's LMs were never trained on a role format.
+    """
+    return "".join(message["content"].strip() + "\n\n" for message in messages)
+
+
+class LanguageModel:
+    """A trained expc LM in eval mode; `complete` samples `n` continuations of one prompt."""
+
+    def __init__(
+        self,
+        checkpoint: Path | str,
+        *,
+        generated: Path | str = "generated",
+        device: str = "cpu",
+        max_context: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        # runs/<experiment>/<run>/checkpoint.pt: the folder names give the package and a name.
+        run_dir = self.checkpoint.parent
+        experiment = run_dir.parent.name
+        package = Path(generated) / experiment
+        if not (package / "model.py").is_file():
+            raise RunError(
+                f"no generated package {str(package)!r} for experiment {experiment!r}; run "
+                f"`expc compile` for its spec, or pass --generated with the folder holding it"
+            )
+        state = load_checkpoint(self.checkpoint)
+        if "run" not in state or "model" not in state:
+            raise RunError(f"{self.checkpoint} is not an expc run checkpoint (no 'run'/'model')")
+        train = load_train_module(package)
+        self.run = run_from_dict(train, state["run"])
+        model_module = importlib.import_module(f"{train.__package__}.model")
+        if self.run.model.vocab_size != BYTE_VOCAB:
+            vocab = self.run.model.vocab_size
+            raise RunError(f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}")
+        self.device = torch.device(device)
+        self.model = model_module.Transformer(self.run.model).to(self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise RunError(
+                f"{self.checkpoint} does not fit {package}/model.py (was the spec changed "
+                f"since training?): {str(error).splitlines()[0]}"
+            ) from None
+        self.model.eval()
+        self.step = int(state.get("step", 0))
+        self.context = int(self.run.data.context)
+        self.max_context = max_context or self.context
+        self.name = name or f"{experiment}/{run_dir.name}"
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        max_tokens: int = 16,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        batch_size: int = 64,
+    ) -> list[Completion]:
+        """`n` continuations of `prompt`; the prompt keeps its last bytes that fit the context."""
+        from expc.runtime.sampling import generate
+
+        if max_tokens >= self.max_context:
+            raise RunError(
+                f"max_tokens must be < the context ({self.max_context} bytes), got {max_tokens}"
+            )
+        # The model reads at most max_context tokens: keep the end of the prompt, which
+        # is what the continuation depends on most. An empty prompt starts at a newline.
+        data = prompt.encode("utf-8")[-(self.max_context - max_tokens) :] or b"\n"
+        tokens = torch.tensor(list(data), dtype=torch.long, device=self.device)[None]
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
+        completions: list[Completion] = []
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            new = generate(
+                self.model,
+                tokens.expand(rows, -1),
+                max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                min_p=min_p,
+                generator=generator,
+                use_cache=hasattr(self.model, "new_cache"),
+            )
+            completions += [_decode(bytes(row), stop) for row in new.tolist()]
+        return completions
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "checkpoint": str(self.checkpoint),
+            "step": self.step,
+            "context": self.context,
+            "max_context": self.max_context,
+        }
+
+
+def _decode(data: bytes, stop: Sequence[str]) -> Completion:
+    text = data.decode("utf-8", errors="replace")
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if cuts:
+        kept = text[: min(cuts)]
+        return Completion(kept, "stop", len(kept.encode("utf-8")))
+    return Completion(text, "length", len(data))

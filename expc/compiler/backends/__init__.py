@@ -58,6 +58,31 @@ class Backend:
     smoke: tuple[ir.Override, ...] = ir.DEFAULT_SMOKE
 
 
+def standard_sections(
+    data: dict[str, type[ir.Node]],
+    model: dict[str, type[ir.Node]],
+    objective: dict[str, type[ir.Node]],
+    *,
+    train: bool = True,
+    eval: bool = True,
+) -> dict[str, Section]:
+    """The top-level blocks most backends take, in spec order: `experiment NAME`, `data KIND`,
+    `model FAMILY`, `objective KIND`, `train`, `eval`, `target [DEVICE]`."""
+    found = {
+        "experiment": Section(label="name", required_label=True),
+        "data": Section(label="kind", required_label=True, kinds=data),
+        "model": Section(label="family", required_label=True, kinds=model),
+        "objective": Section(label="kind", required_label=True, kinds=objective),
+        "train": Section(),
+        "eval": Section(),
+        "target": Section(label="device"),
+    }
+    for name, wanted in (("train", train), ("eval", eval)):
+        if not wanted:
+            del found[name]
+    return found
+
+
 # Modules under expc/compiler/backends/ that define a `BACKEND`. The first is the default
 # used to report errors in a spec whose objective is missing or unknown.
 MODULES = ("lm", "crl", "diffusion", "rlvr", "hivemind")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, Section
+from expc.compiler.backends import Backend, standard_sections
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -204,14 +204,12 @@ BACKEND = Backend(
     name="crl",
     objective="crl",
     config=CRLConfig,
-    sections={
-        "experiment": Section(label="name", required_label=True),
-        "data": Section(label="kind", required_label=True, kinds={"maze": MazeData}),
-        "model": Section(label="family", required_label=True, kinds={"residual_mlp": ResidualMLP}),
-        "objective": Section(label="kind", required_label=True, kinds={"crl": CRLObjective}),
-        "train": Section(),
-        "target": Section(label="device"),
-    },
+    sections=standard_sections(
+        data={"maze": MazeData},
+        model={"residual_mlp": ResidualMLP},
+        objective={"crl": CRLObjective},
+        eval=False,
+    ),
     required=("experiment", "data", "model", "objective"),
     templates=("crl/model.py.j2", "crl/train.py.j2"),
     metrics=METRIC_HELP,

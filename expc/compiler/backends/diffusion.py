@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, Section
+from expc.compiler.backends import Backend, standard_sections
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -312,17 +312,11 @@ BACKEND = Backend(
     name="diffusion",
     objective="diffusion",
     config=DiffusionConfig,
-    sections={
-        "experiment": Section(label="name", required_label=True),
-        "data": Section(
-            label="kind", required_label=True, kinds={"shapes": ImageData, "images": ImageData}
-        ),
-        "model": Section(label="family", required_label=True, kinds={"unet": UNet}),
-        "objective": Section(label="kind", required_label=True, kinds={"diffusion": Diffusion}),
-        "train": Section(),
-        "eval": Section(),
-        "target": Section(label="device"),
-    },
+    sections=standard_sections(
+        data={"shapes": ImageData, "images": ImageData},
+        model={"unet": UNet},
+        objective={"diffusion": Diffusion},
+    ),
     required=("experiment", "data", "model", "objective"),
     templates=("diffusion/model.py.j2", "diffusion/train.py.j2"),
     metrics=METRIC_HELP,

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, Section
+from expc.compiler.backends import Backend, standard_sections
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -217,14 +217,12 @@ BACKEND = Backend(
     name="hivemind",
     objective="hivemind",
     config=HivemindConfig,
-    sections={
-        "experiment": Section(label="name", required_label=True),
-        "data": Section(label="kind", required_label=True, kinds={"prompts": Prompts}),
-        "model": Section(label="family", required_label=True, kinds={"generators": Generators}),
-        "objective": Section(label="kind", required_label=True, kinds={"hivemind": Hivemind}),
-        "eval": Section(),
-        "target": Section(label="device"),
-    },
+    sections=standard_sections(
+        data={"prompts": Prompts},
+        model={"generators": Generators},
+        objective={"hivemind": Hivemind},
+        train=False,
+    ),
     required=("experiment", "model", "objective"),
     templates=("hivemind/__init__.py.j2", "hivemind/train.py.j2"),
     metrics=METRIC_HELP,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, Section
+from expc.compiler.backends import Backend, standard_sections
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -204,15 +204,11 @@ BACKEND = Backend(
     name="lm",
     objective="next_token",
     config=LMConfig,
-    sections={
-        "experiment": Section(label="name", required_label=True),
-        "data": Section(label="kind", required_label=True, kinds={"text": TextData}),
-        "model": Section(label="family", required_label=True, kinds={"transformer": Transformer}),
-        "objective": Section(label="kind", required_label=True, kinds={"next_token": NextToken}),
-        "train": Section(),
-        "eval": Section(),
-        "target": Section(label="device"),
-    },
+    sections=standard_sections(
+        data={"text": TextData},
+        model={"transformer": Transformer},
+        objective={"next_token": NextToken},
+    ),
     required=("experiment", "data", "model", "objective"),
     templates=("lm/model.py.j2", "lm/train.py.j2"),
     metrics=METRIC_HELP,

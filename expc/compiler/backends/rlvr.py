@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, Section
+from expc.compiler.backends import Backend, standard_sections
 from expc.compiler.backends.lm import Transformer, _heads_divide_width, _rope_needs_even_head_dim
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
@@ -203,15 +203,11 @@ BACKEND = Backend(
     name="rlvr",
     objective="rlvr",
     config=RLVRConfig,
-    sections={
-        "experiment": Section(label="name", required_label=True),
-        "data": Section(label="kind", required_label=True, kinds={"arithmetic": ArithmeticData}),
-        "model": Section(label="family", required_label=True, kinds={"transformer": Transformer}),
-        "objective": Section(label="kind", required_label=True, kinds={"rlvr": RLVRObjective}),
-        "train": Section(),
-        "eval": Section(),
-        "target": Section(label="device"),
-    },
+    sections=standard_sections(
+        data={"arithmetic": ArithmeticData},
+        model={"transformer": Transformer},
+        objective={"rlvr": RLVRObjective},
+    ),
     required=("experiment", "data", "model", "objective"),
     templates=("lm/model.py.j2", "rlvr/train.py.j2"),
     metrics=METRIC_HELP,

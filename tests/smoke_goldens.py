@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,11 +41,12 @@ def _timeless(row: dict) -> dict:
 
 def run_smoke(spec: str, out: Path) -> dict[str, list[dict]]:
     """Run one spec's smoke profile in `out` (its runs in `out/runs`); its rows by run
-    name, timing removed. `out` sees the repository's specs/ and generated/ through links,
-    so hivemind's `runs/gated_attention/...` are the smoke runs trained there."""
+    name, timing removed. `out` gets copies of the repository's specs/ and generated/, so
+    hivemind's `runs/gated_attention/...` are the smoke runs trained there and the
+    repository's own files are never rewritten."""
     for name in ("specs", "generated"):
         if not (out / name).exists():
-            (out / name).symlink_to(ROOT / name)
+            shutil.copytree(ROOT / name, out / name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
     command = [sys.executable, "-m", "expc", "run", f"specs/{spec}.exp", "--smoke"]
     command += ["--out", "runs", "--device", "cpu"]

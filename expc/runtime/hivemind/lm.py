@@ -2,9 +2,12 @@
 
 A run folder `runs/<experiment>/<run>/` holds `checkpoint.pt` (the state dict under "model"
 and the generated `Run` as a dict under "run"); the model class comes from the generated
-package `generated/<experiment>/`. The LMs expc trains today are byte-level (vocabulary
-256): text goes in as its UTF-8 bytes and comes out decoded, invalid bytes replaced.
-Sampling is `expc.runtime.sampling.generate`; this module only prepares its inputs.
+package `generated/<experiment>/`. Any run of a `model transformer` spec loads: a
+`next_token` LM (`data text`) or an `rlvr` policy (`data arithmetic`); both are byte-level
+sequence models (vocabulary 256): text goes in as its UTF-8 bytes and comes out decoded,
+invalid bytes replaced. Runs of other models (crl's residual MLPs, diffusion's U-Net) are
+refused with a RunError. Sampling is `expc.runtime.sampling.generate`; this module only
+prepares its inputs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -23,6 +27,12 @@ from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module, run_from_dict
 
 BYTE_VOCAB = 256
+# The context of a sequence model whose data section does not bound its sequences. The
+# transformer template uses rotary positions, so nothing in the weights fixes a length;
+# 256 bytes is the hivemind spec's default `model.max_context` (prompt plus answer).
+DEFAULT_CONTEXT = 256
+# What `expc serve` and the hivemind generators take, for the error that refuses the rest.
+SEQUENCE_MODELS = "a run of a `model transformer` spec (objective next_token or rlvr)"
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,28 @@ def resolve_checkpoint(path: Path | str) -> Path:
     return path
 
 
+def trained_context(train: ModuleType, run: Any) -> int:
+    """The longest sequence (prompt plus continuation) the run's model was trained on.
+
+    `data text` (next_token): every training window is `data.context` tokens. `data
+    arithmetic` (rlvr): a sequence is a prompt (every prompt has the task's prompt_length)
+    and then a worked solution (pretraining) or a GRPO rollout, both at most the task's
+    max_completion_length, which is also what training's sampler allows; their sum bounds
+    every sequence the policy saw. The task is built by the package's own `make_task`, as
+    training built it. Any other data: DEFAULT_CONTEXT. An explicit `max_context` may ask
+    for more than this: RoPE has no length limit, though past the trained length the model
+    was never trained.
+    """
+    data = run.data
+    if hasattr(data, "context"):
+        return int(data.context)
+    make_task = getattr(train, "make_task", None)
+    task = make_task(data) if make_task is not None else None
+    if hasattr(task, "prompt_length") and hasattr(task, "max_completion_length"):
+        return int(task.prompt_length) + int(task.max_completion_length)
+    return DEFAULT_CONTEXT
+
+
 def chat_prompt(messages: Sequence[dict[str, str]]) -> str:
     """Chat messages as plain text for a base LM with no chat template.
 
@@ -57,7 +89,12 @@ def chat_prompt(messages: Sequence[dict[str, str]]) -> str:
 
 
 class LanguageModel:
-    """A trained expc LM in eval mode; `complete` samples `n` continuations of one prompt."""
+    """A trained expc sequence model in eval mode (a next_token LM or an rlvr policy);
+    `complete` samples `n` continuations of one prompt.
+
+    `context` is the trained length (`trained_context`); `max_context`, prompt plus new
+    bytes per request, defaults to it.
+    """
 
     def __init__(
         self,
@@ -82,10 +119,24 @@ class LanguageModel:
         if "run" not in state or "model" not in state:
             raise RunError(f"{self.checkpoint} is not an expc run checkpoint (no 'run'/'model')")
         train = load_train_module(package)
-        self.run = run_from_dict(train, state["run"])
         model_module = importlib.import_module(f"{train.__package__}.model")
-        if self.run.model.vocab_size != BYTE_VOCAB:
-            vocab = self.run.model.vocab_size
+        if not isinstance(getattr(model_module, "Transformer", None), type):
+            # Name what the run is: the first line of its model.py's docstring.
+            lines = (model_module.__doc__ or "").strip().splitlines()
+            what = lines[0].rstrip(".") if lines else f"no Transformer in {package}/model.py"
+            raise RunError(
+                f"{experiment}/{run_dir.name} is not a sequence model ({what}); "
+                f"`expc serve` and hivemind generators take {SEQUENCE_MODELS}"
+            )
+        try:
+            self.run = run_from_dict(train, state["run"])
+        except (KeyError, TypeError) as error:
+            raise RunError(
+                f"{self.checkpoint}'s run does not fit {package}/train.py (was the spec "
+                f"changed since training?): {error!r}"
+            ) from None
+        vocab = getattr(self.run.model, "vocab_size", None)
+        if vocab != BYTE_VOCAB:
             raise RunError(f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}")
         self.device = torch.device(device)
         self.model = model_module.Transformer(self.run.model).to(self.device)
@@ -98,7 +149,7 @@ class LanguageModel:
             ) from None
         self.model.eval()
         self.step = int(state.get("step", 0))
-        self.context = int(self.run.data.context)
+        self.context = trained_context(train, self.run)
         self.max_context = max_context or self.context
         self.name = name or f"{experiment}/{run_dir.name}"
 

@@ -314,9 +314,9 @@ def fmt(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the IR (for editors and other tools)."""
-    from expc.compiler import backends
+    from expc.compiler import components
 
-    sys.stdout.write(json.dumps(backends.spec_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(components.spec_schema(), indent=2) + "\n")
 
 
 @app.command()

@@ -16,8 +16,8 @@ from rich.console import Console
 from expc.compiler import (
     CompileError,
     Diagnostic,
-    backends,
     compile_source,
+    components,
     parse_overrides,
     resolve,
 )
@@ -117,7 +117,7 @@ def execute(
                 "sha256": source.sha256,
                 "runs": [r.name for r in resolved.runs],
                 # The backend's analysis (e.g. a depth table) that write_report adds.
-                "report": backends.for_config(compiled.spec.config).report,
+                "report": components.for_config(compiled.spec.config).report,
             },
             indent=2,
         )

@@ -175,12 +175,13 @@ def test_explain_writes_the_spec_back_with_quoted_paths() -> None:
     assert again.config.model_dump() == spec.config.model_dump()
 
 
-def test_smoke_without_a_smoke_profile_uses_the_backends_own() -> None:
+def test_smoke_without_a_smoke_profile_uses_the_objectives_own() -> None:
     """The shared smoke profile shortens `train`, which a hivemind spec does not have."""
+    from expc.compiler import components
     from expc.compiler.pipeline import resolve
     from expc.compiler.source import SourceFile
 
     spec, _ = resolve(SourceFile("hm.exp", BASE), profile="smoke")
     config = spec.runs[0].config
     assert (config.objective.n, config.objective.max_tokens, config.eval.top_n) == (4, 16, 4)
-    assert [o.path for o in spec.profile("smoke").overrides][0] == ("objective", "n")
+    assert [o.path for o in components.smoke_profile(spec).overrides][0] == ("objective", "n")

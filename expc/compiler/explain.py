@@ -6,7 +6,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from expc.compiler import backends, ir
+from expc.compiler import components, ir
 from expc.compiler.parse import escape
 from expc.compiler.plan import leaves
 
@@ -30,7 +30,7 @@ def _is_symbol(model: type[BaseModel], name: str) -> bool:
 
 def _symbol_paths(config: ir.Config) -> set[tuple[str, ...]]:
     """Paths whose values are written as bare names (the Literal-typed ones)."""
-    return {leaf.path for leaf in leaves(type(config)) if _is_symbol(leaf.owner, leaf.path[-1])}
+    return {leaf.path for leaf in leaves(config) if _is_symbol(leaf.owner, leaf.path[-1])}
 
 
 def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str]:
@@ -51,7 +51,7 @@ def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str
 
 def config_text(config: ir.Config) -> str:
     lines: list[str] = []
-    for section, info in backends.for_config(config).sections.items():
+    for section, info in components.for_config(config).sections.items():
         node = getattr(config, section)
         label_field = info.label
         header = section + (f" {getattr(node, label_field)}" if label_field else "")
@@ -72,8 +72,7 @@ def explain(spec: ir.Spec) -> str:
         for override in run.overrides:
             literal = override.path in _symbol_paths(spec.config)
             out.append(f"#   {'.'.join(override.path)} = {_value(override.value, literal)}")
-    for profile in spec.profiles or (spec.profile("smoke"),):
-        assert profile is not None
+    for profile in spec.profiles or (components.smoke_profile(spec),):
         out.append(f"# profile `{profile.name}`")
         for override in profile.overrides:
             literal = override.path in _symbol_paths(spec.config)

@@ -14,7 +14,7 @@ hyperparameters and always appear in the generated config dataclasses.
 from __future__ import annotations
 
 import keyword
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 from pydantic.json_schema import SkipJsonSchema
@@ -69,56 +69,11 @@ class Experiment(Node):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
 
 
-# --- sections every backend shares -------------------------------------------------------
-
-
-class Train(Node):
-    """`train { ... }`: AdamW with linear warmup and cosine decay to `min_lr_ratio * lr`."""
-
-    steps: Annotated[int, Field(ge=1, le=10**9)] = 1000
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
-    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
-    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    warmup: Annotated[int, Field(ge=0, le=10**9)] = 50
-    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
-    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
-    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95
-    grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
-    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
-    eval_batches: Annotated[int, Field(ge=1, le=10**6)] = 10
-    # A loss spike (metric `loss_spikes`): a training loss above spike_factor times the
-    # median of the previous spike_window losses.
-    spike_factor: Annotated[float, Field(gt=1.0, le=100.0)] = 1.5
-    spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
-    # Checkpoint (atomically) every N steps; 0 = at every evaluation. `--resume` continues.
-    checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
-
-
-class Target(Node):
-    """`target cpu { ... }` or `target cuda { ... }`: where and how generated code runs.
-
-    precision: fp32, or bf16/fp16 autocast (fp16 with a gradient scaler, CUDA only).
-    compile: wrap the training model in torch.compile. kernels: `triton` replaces the
-    SDPA-output gate with a fused Triton kernel (forward and backward). strategy/devices:
-    single-process, or DDP over `devices` processes per node (gloo on CPU, nccl on CUDA).
-    """
-
-    device: Literal["cpu", "cuda"] = Field("cpu", json_schema_extra=STRUCTURAL)
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", json_schema_extra=STRUCTURAL)
-    compile: bool = Field(False, json_schema_extra=STRUCTURAL)
-    kernels: Literal["eager", "triton"] = Field("eager", json_schema_extra=STRUCTURAL)
-    # ddp: torch.distributed data parallelism, launched through torchrun; `devices` processes
-    # per node, each training on batch_size / (devices x nodes) of every batch.
-    strategy: Literal["single", "ddp"] = Field("single", json_schema_extra=STRUCTURAL)
-    devices: Annotated[int, Field(ge=1, le=1024)] = 1
-    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
-
-
 class Config(Node):
     """One fully resolved experiment configuration (one run).
 
-    Each backend (expc/compiler/backends/) subclasses it with its own sections; the spec's
-    `objective` kind selects the backend.
+    Each objective's config class is assembled from the components that fit it
+    (expc/compiler/components/registry.py); the spec's `objective` kind selects it.
     """
 
 
@@ -156,7 +111,7 @@ class Profile(Node):
     overrides: tuple[Override, ...]
 
 
-# `--smoke` when a spec defines no `profile smoke` (a backend may define its own): a
+# `--smoke` when a spec defines no `profile smoke` (an objective may define its own): a
 # seconds-long run that still evaluates.
 DEFAULT_SMOKE = (
     Override(path=("train", "steps"), value=20),
@@ -189,10 +144,6 @@ class Spec(Node):
         for profile in self.profiles:
             if profile.name == name:
                 return profile
-        if name == "smoke":
-            from expc.compiler import backends  # backends import this module
-
-            return Profile(name="smoke", overrides=backends.for_config(self.config).smoke)
         return None
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from expc.compiler import backends, ir
+from expc.compiler import components, ir
+from expc.compiler.components import registry
 from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from expc.compiler.parse import Assignment, Block, SyntaxTree, Value
 from expc.compiler.source import Span
@@ -54,7 +55,9 @@ class _Lowering:
         self.tree = tree
         self.diagnostics: list[Diagnostic] = []
         self.misspelled: set[str] = set()  # help lines of unknown blocks, to avoid echoes
-        self.backend = _backend_of(tree)
+        self.objective = _objective_of(tree)
+        self.sections = registry.sections(self.objective)
+        self.config = registry.config_class(self.objective)
 
     def error(self, message: str, span: Span | None, help: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(message, span, help=help))
@@ -68,8 +71,8 @@ class _Lowering:
             if isinstance(item, Block):
                 if item.kind in RUN_BLOCKS:
                     continue
-                if item.kind not in self.backend.sections:
-                    suggestion = did_you_mean(item.kind, [*self.backend.sections, *RUN_BLOCKS])
+                if item.kind not in self.sections:
+                    suggestion = did_you_mean(item.kind, [*self.sections, *RUN_BLOCKS])
                     self.error(f"unknown block `{item.kind}`", item.kind_span, suggestion)
                     self.misspelled.add(suggestion or "")
                     continue
@@ -143,7 +146,7 @@ class _Lowering:
         data: dict[str, Any] = {"span": root.span, "field_spans": {}}
         for name, entry in root.fields.items():
             key_span = root.key_spans[name]
-            if name in self.backend.sections:
+            if name in self.sections:
                 if not isinstance(entry, RawBlock):
                     self.error(f"`{name}` is a block; set one of its fields", key_span)
                     continue
@@ -151,37 +154,35 @@ class _Lowering:
                 if model is None:
                     continue
                 data[name] = self.convert(entry, model, (name,), spans)
-                label_field = self.backend.sections[name].label
+                label_field = self.sections[name].label
                 if label_field and entry.label is not None:
                     data[name][label_field] = entry.label
                     spans[(name, label_field)] = entry.label_span or entry.span
                     data[name]["field_spans"][label_field] = entry.label_span or entry.span
                 data["field_spans"][name] = entry.span
                 spans[(name,)] = entry.span
-            elif name in ir.user_fields(self.backend.config):
+            elif name in ir.user_fields(self.config):
                 if isinstance(entry, RawBlock):
                     self.error(f"`{name}` is a value, not a block", key_span)
                     continue
                 data[name] = _python(entry)
                 data["field_spans"][name] = entry.span
                 spans[(name,)] = entry.span
+                _element_spans(entry, (name,), spans)
             else:
                 self.error(
                     f"unknown field `{name}` at the top level",
                     key_span,
-                    did_you_mean(
-                        name, [*self.backend.sections, *ir.user_fields(self.backend.config)]
-                    ),
+                    did_you_mean(name, [*self.sections, *ir.user_fields(self.config)]),
                 )
         missing = [
             name
-            for name in self.backend.required
+            for name in registry.required(self.objective)
             if name not in root.fields and f"did you mean `{name}`?" not in self.misspelled
         ]
         if missing:
             examples = [
-                f"`{name} {next(iter(self.backend.sections[name].kinds or {'NAME': None}))}"
-                " { ... }`"
+                f"`{name} {next(iter(self.sections[name].kinds or {'NAME': None}))} {{ ... }}`"
                 for name in missing
             ]
             self.error(
@@ -193,7 +194,7 @@ class _Lowering:
         return data, spans
 
     def section_model(self, name: str, raw: RawBlock) -> type[BaseModel] | None:
-        section = self.backend.sections[name]
+        section = self.sections[name]
         if raw.label is None and section.required_label:
             choices = section.kinds
             example = next(iter(choices)) if choices else "NAME"
@@ -208,14 +209,16 @@ class _Lowering:
             return None
         kinds = section.kinds
         if kinds is None:
-            return self.backend.config.model_fields[name].annotation  # type: ignore[return-value]
-        if name == "objective":  # every backend's objectives are valid choices
-            kinds = {
-                kind: backend.config.model_fields[name].annotation
-                for kind, backend in backends.registry().items()
-            }
+            return self.config.model_fields[name].annotation  # type: ignore[return-value]
         model = kinds.get(raw.label)
-        if model is None:
+        misfit = registry.misfit(self.objective, name, raw.label or "")
+        if model is None and misfit is not None:
+            self.error(
+                misfit,
+                raw.label_span,
+                "these fit: " + ", ".join(f"`{name} {k}`" for k in kinds),
+            )
+        elif model is None:
             self.error(
                 f"unknown {name} {section.label} `{raw.label}`",
                 raw.label_span,
@@ -228,7 +231,7 @@ class _Lowering:
         self, raw: RawBlock, model: type[BaseModel], loc: tuple, spans: dict[tuple, Span]
     ) -> dict[str, Any]:
         known = ir.user_fields(model)
-        section = self.backend.sections.get(loc[0])
+        section = self.sections.get(loc[0])
         label_field = section.label if section is not None and len(loc) == 1 else None
         data: dict[str, Any] = {"span": raw.span, "field_spans": {}}
         for name, entry in raw.fields.items():
@@ -260,6 +263,7 @@ class _Lowering:
                 data[name] = _python(entry)
                 data["field_spans"][name] = entry.span
                 spans[(*loc, name)] = entry.span
+                _element_spans(entry, (*loc, name), spans)
         return data
 
     def validate(self, root: RawBlock) -> ir.Config | None:
@@ -267,13 +271,13 @@ class _Lowering:
         data, spans = self.to_config(root)
         structure_ok = len(self.diagnostics) == before
         try:
-            config = self.backend.config.model_validate(data)
+            config = self.config.model_validate(data)
         except ValidationError as error:
             for detail in error.errors():
                 # Missing sections were reported above (or were misspelled); after a
                 # structural error, absent values are not news either.
                 missing = detail["type"] == "missing"
-                if missing and (not structure_ok or detail["loc"][0] in self.backend.sections):
+                if missing and (not structure_ok or detail["loc"][0] in self.sections):
                     continue
                 self.diagnostics.append(_pydantic_diagnostic(detail, spans, root.span))
             return None
@@ -313,6 +317,14 @@ class _Lowering:
         return raw
 
 
+def _element_spans(value: Value, loc: tuple, spans: dict[tuple, Span]) -> None:
+    """Each list element's own span, so an error in one element underlines it alone."""
+    if value.kind == "list":
+        for index, element in enumerate(value.value):  # type: ignore[arg-type]
+            spans[(*loc, index)] = element.span
+            _element_spans(element, (*loc, index), spans)
+
+
 def _python(value: Value) -> Any:
     """Syntax value -> the python value pydantic validates (lists become tuples)."""
     if value.kind == "list":
@@ -350,12 +362,14 @@ def _describe(value: Any) -> str:
 
 
 def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span) -> Diagnostic:
-    loc = tuple(part for part in detail["loc"] if isinstance(part, str))
+    # A union's member name (`TextData`) is part of pydantic's location, not of the spec's.
+    full = tuple(p for p in detail["loc"] if isinstance(p, int) or not p[:1].isupper())
     span = None
-    for end in range(len(loc), 0, -1):
-        span = spans.get(loc[:end])
+    for end in range(len(full), 0, -1):
+        span = spans.get(full[:end])
         if span is not None:
             break
+    loc = tuple(part for part in full if isinstance(part, str))
     where = ".".join(loc) or "spec"
     kind, value, ctx = detail["type"], detail.get("input"), detail.get("ctx") or {}
     if kind == "literal_error":
@@ -463,7 +477,7 @@ def lower(
         if profile in profiles:
             selected_profile = profiles[profile]
         elif profile == "smoke":
-            selected_profile = _default_smoke(tree, lowering.backend)
+            selected_profile = _default_smoke(tree, lowering.objective)
         else:
             raise CompileError(
                 [
@@ -525,24 +539,24 @@ def lower(
     )
 
 
-def _backend_of(tree: SyntaxTree) -> backends.Backend:
-    """The backend the spec's `objective KIND` selects; the default one when it names none
+def _objective_of(tree: SyntaxTree) -> components.Objective:
+    """The objective the spec's `objective KIND` selects; the default one when it names none
     (or an unknown one), so that the rest of the spec is still checked and reported."""
     for item in tree.items:
         if isinstance(item, Block) and item.kind == "objective":
-            found = backends.for_objective(item.label)
+            found = components.for_objective(item.label)
             if found is not None:
                 return found
-    return backends.default()
+    return components.default()
 
 
 def _ir_override(override: OverrideSyntax) -> ir.Override:
     return ir.Override(path=override.path, value=_python(override.value), span=override.path_span)
 
 
-def _default_smoke(tree: SyntaxTree, backend: backends.Backend) -> list[OverrideSyntax]:
+def _default_smoke(tree: SyntaxTree, objective: components.Objective) -> list[OverrideSyntax]:
     span = Span(file=tree.source.name, line=1, column=1, end_line=1, end_column=2)
     return [
         OverrideSyntax(o.path, span, Value("number", o.value, str(o.value), span))
-        for o in backend.smoke
+        for o in objective.smoke
     ]

@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from expc.compiler import backends, ir
+from expc.compiler import components, ir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 
 # Leaves that never become config fields: identity (in docstrings) and block labels.
@@ -57,13 +57,15 @@ class ConfigField:
         return ".".join(self.path)
 
 
-def leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Leaf]:
-    """Every value-holding path of the IR, in declaration order."""
+def leaves(node: BaseModel, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+    """Every value-holding path of an IR node, in declaration order. It walks the node's
+    own classes, since a field such as `model` may hold any family that fits."""
+    model = type(node)
     found: list[Leaf] = []
     for name in ir.user_fields(model):
-        annotation = model.model_fields[name].annotation
-        if isinstance(annotation, type) and issubclass(annotation, ir.Node):
-            found.extend(leaves(annotation, (*prefix, name)))
+        value = getattr(node, name)
+        if isinstance(value, ir.Node):
+            found.extend(leaves(value, (*prefix, name)))
         else:
             found.append(Leaf((*prefix, name), model, ir.is_structural(model, name)))
     return found
@@ -103,8 +105,8 @@ class Plan:
     def __init__(self, spec: ir.Spec):
         self.spec = spec
         self.configs = [run.config for run in spec.runs]
-        self.backend = backends.for_config(spec.config)
-        self.leaves = leaves(type(spec.config))
+        self.composition = components.for_config(spec.config)
+        self.leaves = leaves(spec.config)
 
     def values(self, dotted: str) -> list[Any]:
         """The sorted distinct values a path takes across runs."""
@@ -177,17 +179,26 @@ class Plan:
         """Refuse variation the templates cannot express (rather than emit wrong code)."""
         problems = []
         for leaf in self.leaves:
-            fixed = leaf.path not in self.backend.variable_structure
+            fixed = leaf.path not in self.composition.variable_structure
             if leaf.structural and fixed and self.varies(leaf.dotted):
                 problems.append(
                     Diagnostic(
                         f"`{leaf.dotted}` cannot differ between runs of one spec",
-                        self.spec.config.span,
+                        self._first_difference(leaf.path),
                         help="split the runs into separate specs",
                     )
                 )
         if problems:
             raise CompileError(problems)
+
+    def _first_difference(self, path: tuple[str, ...]) -> Any:
+        """Where the first run that differs from the base spec sets `path` (a variant's or
+        sweep's line), so the error points at the value to change."""
+        base = _hashable(get_path(self.spec.config, path))
+        for config in self.configs:
+            if _hashable(get_path(config, path)) != base:
+                return get_path(config, path[:-1]).span_of(path[-1])
+        return self.spec.config.span
 
     def run_values(self, config: ir.Config) -> dict[str, dict[str, Any]]:
         """The dataclass field values of one run, by section."""

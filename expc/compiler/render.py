@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from expc import __version__
-from expc.compiler import backends, ir
+from expc.compiler import components, ir
 from expc.compiler.cache import cache_dir
 from expc.compiler.plan import SECTION_CLASSES, Plan
 
@@ -65,10 +65,10 @@ def config_key(path: tuple[str, ...]) -> str:
 def render(spec: ir.Spec) -> dict[str, str]:
     """Render every file of the experiment's package, unformatted."""
     config = spec.config
-    backend = backends.for_config(config)
+    composition = components.for_config(config)
     plan = Plan(spec)
     plan.check_structure()
-    smoke = spec.profile("smoke")
+    smoke = components.smoke_profile(spec)
     profiles = [*spec.profiles] + ([smoke] if smoke not in spec.profiles else [])
     context = {
         "spec": _Safe(spec),
@@ -81,8 +81,7 @@ def render(spec: ir.Spec) -> dict[str, str]:
     env = _environment()
     package = config.experiment.name
     files = {f"{package}/__init__.py": env.get_template("package_init.py.j2").render(context)}
-    for template in (*backend.templates, *backend.extra_templates(config)):
-        name = template.rsplit("/", 1)[-1].removesuffix(".j2")
+    for name, template in composition.templates(config).items():
         files[f"{package}/{name}"] = env.get_template(template).render(context)
     return files
 

@@ -1,4 +1,4 @@
-"""The RLVR backend: does RL with verifiable rewards expand what a model can solve, or only
+"""`objective rlvr`: does RL with verifiable rewards expand what a model can solve, or only
 sharpen its sampling? (Yue et al., "Does Reinforcement Learning Really Incentivize Reasoning
 Capacity in LLMs Beyond the Base Model?")
 
@@ -13,36 +13,16 @@ rl { ... } }`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, standard_sections
-from expc.compiler.backends.lm import Transformer, _heads_divide_width, _rope_needs_even_head_dim
+from expc.compiler.components.base import Objective, TargetSupport
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
 # --- data --------------------------------------------------------------------------------
-
-
-class ArithmeticData(Node):
-    """`data arithmetic { ... }`: multi-step integer arithmetic with an exact verifier.
-
-    A problem is `operands` numbers of `digits` digits joined by + (and - when `subtract`),
-    e.g. the prompt `57+08-33=`; a worked solution is `57+08=65,65-33=32#32` and a newline.
-    The verifier checks the answer after `#`. `noise`: the chance that each step of a
-    pretraining demonstration slips (a units or tens digit off, carried through to the
-    answer), so the base model solves a problem only some of the time. `test_fraction` of the
-    problem space (by a hash of the prompt) is held out: training never sees those problems.
-    """
-
-    kind: Literal["arithmetic"] = Field("arithmetic", json_schema_extra=STRUCTURAL)
-    operands: Annotated[int, Field(ge=2, le=16)] = 3
-    digits: Annotated[int, Field(ge=1, le=9)] = 2
-    subtract: bool = True
-    noise: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
 
 
 # --- objective ---------------------------------------------------------------------------
@@ -136,7 +116,6 @@ class PassAtK(Node):
 
 # --- metrics -----------------------------------------------------------------------------
 
-Metric = Literal["train_loss", "pass_at_1", "reward", "kl", "clip_fraction", "completion_length"]
 METRIC_HELP: dict[str, str] = {
     "train_loss": "stage 1: mean next-token loss on demonstration completions since the last row",
     "pass_at_1": "share of correct samples on the held-out problems (eval.track_samples each)",
@@ -147,25 +126,10 @@ METRIC_HELP: dict[str, str] = {
 }
 
 
-class RLVRConfig(ir.Config):
-    """One run of an RLVR pass@k experiment."""
-
-    experiment: ir.Experiment
-    data: ArithmeticData
-    model: Transformer
-    objective: RLVRObjective
-    train: Train = Train()
-    eval: PassAtK = PassAtK()
-    target: ir.Target = ir.Target()
-    metrics: tuple[Metric, ...] = Field(
-        ("train_loss", "pass_at_1", "reward", "completion_length"), json_schema_extra=STRUCTURAL
-    )
-
-
 # --- cross-field rules -------------------------------------------------------------------
 
 
-def _enough_test_problems(config: RLVRConfig) -> Iterator[Diagnostic]:
+def _enough_test_problems(config: Any) -> Iterator[Diagnostic]:
     data = config.data
     space = 10 ** (data.digits * data.operands) * (2 if data.subtract else 1) ** (data.operands - 1)
     held_out = int(space * data.test_fraction)
@@ -179,57 +143,18 @@ def _enough_test_problems(config: RLVRConfig) -> Iterator[Diagnostic]:
         )
 
 
-def _fp32_single_process(config: RLVRConfig) -> Iterator[Diagnostic]:
-    target = config.target
-    for name, value, allowed in (
-        ("precision", target.precision, "fp32"),
-        ("strategy", target.strategy, "single"),
-    ):
-        if value != allowed:
-            yield Diagnostic(
-                f"rlvr runs support `target.{name} = {allowed}` only, got `{value}`",
-                target.span_of(name),
-                help=f"remove `{name}` from the target block",
-            )
-    if target.compile:
-        yield Diagnostic(
-            "rlvr runs do not torch.compile the policy (sampling changes shapes every step)",
-            target.span_of("compile"),
-            help="remove `compile` from the target block",
-        )
-
-
-BACKEND = Backend(
-    name="rlvr",
-    objective="rlvr",
-    config=RLVRConfig,
-    sections=standard_sections(
-        data={"arithmetic": ArithmeticData},
-        model={"transformer": Transformer},
-        objective={"rlvr": RLVRObjective},
-    ),
-    required=("experiment", "data", "model", "objective"),
-    templates=("lm/model.py.j2", "rlvr/train.py.j2"),
+OBJECTIVE = Objective(
+    kind="rlvr",
+    node=RLVRObjective,
+    needs="sequence_model",
+    consumes="problems",
+    sections={"train": Train, "eval": PassAtK},
     metrics=METRIC_HELP,
-    run_rules=(
-        _heads_divide_width,
-        _rope_needs_even_head_dim,
-        _enough_test_problems,
-        _fp32_single_process,
-    ),
-    # The policy is any transformer the LM backend describes; its gates may vary by run.
-    variable_structure=frozenset(
-        {
-            ("model", "attention", "gate"),
-            ("model", "attention", "gate_position"),
-            ("model", "attention", "gate_activation"),
-            ("model", "norm"),
-            ("model", "norm_layout"),
-        }
-    ),
-    extra_templates=lambda config: (
-        ("lm/kernels.py.j2",) if config.target.kernels == "triton" else ()
-    ),
+    default_metrics=("train_loss", "pass_at_1", "reward", "completion_length"),
+    templates={"train.py": "objectives/rlvr.py.j2"},
+    # Sampling changes shapes every step, so the policy is not torch.compiled.
+    target=TargetSupport(kernels=("eager", "triton")),
+    run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",
     # `--smoke` without a `profile smoke`: a few steps of each stage, a tiny pass@k.
     smoke=(

@@ -1,4 +1,4 @@
-"""The contrastive-RL backend: self-supervised goal-conditioned RL with residual MLPs, the
+"""`objective crl`: self-supervised goal-conditioned RL with residual MLPs, the
 "1000 Layer Networks for Self-Supervised RL" reproduction (issue: depth-scaling CRL).
 
 Specs select it with `objective crl { ... }`. The environments, replay buffer and losses
@@ -8,59 +8,19 @@ live in `expc.runtime.crl`; the generated code holds the networks and the traini
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.backends import Backend, standard_sections
+from expc.compiler.components.base import Objective
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
 # --- data: the environment ---------------------------------------------------------------
 
 
-class MazeData(Node):
-    """`data maze { ... }`: batched point-mass mazes (expc.runtime.crl.envs).
-
-    task: `u_maze` (5 x 5, the straight line to the far arm is walled off) or `big_maze`
-    (8 x 8, dead ends). The state is [x, y, vx, vy], the goal is [x, y], actions are
-    accelerations in [-1, 1]^2. Every episode lasts `episode_length` steps; a step is a
-    success within `success_radius` cells of the goal. `num_envs` environments collect
-    training data together; `eval_envs` run one evaluation episode each.
-    """
-
-    kind: Literal["maze"] = Field("maze", json_schema_extra=STRUCTURAL)
-    task: Literal["u_maze", "big_maze"] = Field("u_maze", json_schema_extra=STRUCTURAL)
-    episode_length: Annotated[int, Field(ge=2, le=100_000)] = 100
-    success_radius: Annotated[float, Field(gt=0.0, le=4.0)] = 0.25
-    num_envs: Annotated[int, Field(ge=1, le=65536)] = 256
-    eval_envs: Annotated[int, Field(ge=1, le=65536)] = 128
-
-
 # --- model -------------------------------------------------------------------------------
-
-
-class ResidualMLP(Node):
-    """`model residual_mlp { ... }`: the paper's residual MLP, used for the critic's
-    encoders phi(s, a) and psi(g) and for the actor.
-
-    Each network is Dense(width) -> norm -> activation, then `depth / block_layers`
-    residual blocks, then a linear head. A block is `block_layers` x [Dense(width) -> norm
-    -> activation] with a skip connection around all of them (added after the last
-    activation). `depth` counts the Dense layers inside the blocks, as the paper does
-    (depth 4 = one block; the input and output layers are not counted). The encoders end in
-    a `representation`-wide Dense; the actor in a mean and a log-std head.
-    """
-
-    family: Literal["residual_mlp"] = Field("residual_mlp", json_schema_extra=STRUCTURAL)
-    depth: Annotated[int, Field(ge=0, le=4096)] = 4
-    width: Annotated[int, Field(ge=1, le=65536)] = 256
-    block_layers: Annotated[int, Field(ge=1, le=64)] = 4
-    representation: Annotated[int, Field(ge=1, le=65536)] = 64
-    norm: Literal["layernorm", "none"] = Field("layernorm", json_schema_extra=STRUCTURAL)
-    activation: Literal["swish", "relu"] = Field("swish", json_schema_extra=STRUCTURAL)
-    skip: bool = Field(True, json_schema_extra=STRUCTURAL)
 
 
 # --- objective ---------------------------------------------------------------------------
@@ -107,19 +67,6 @@ class CRLTrain(Node):
 
 # --- metrics -----------------------------------------------------------------------------
 
-Metric = Literal[
-    "success_rate",
-    "detour_success_rate",
-    "time_at_goal",
-    "final_distance",
-    "critic_loss",
-    "categorical_accuracy",
-    "logsumexp",
-    "actor_loss",
-    "alpha",
-    "entropy",
-    "env_steps_per_s",
-]
 METRIC_HELP: dict[str, str] = {
     "success_rate": "evaluation episodes that reach the goal at some step (deterministic actor)",
     "detour_success_rate": (
@@ -140,37 +87,10 @@ METRIC_HELP: dict[str, str] = {
 }
 
 
-class CRLConfig(ir.Config):
-    """One run of a contrastive goal-conditioned RL experiment."""
-
-    experiment: ir.Experiment
-    data: MazeData
-    model: ResidualMLP
-    objective: CRLObjective
-    train: CRLTrain = CRLTrain()
-    target: ir.Target = ir.Target()
-    metrics: tuple[Metric, ...] = Field(
-        ("success_rate", "time_at_goal", "critic_loss", "categorical_accuracy", "env_steps_per_s"),
-        json_schema_extra=STRUCTURAL,
-    )
-
-
 # --- cross-field rules -------------------------------------------------------------------
 
 
-def _depth_is_whole_blocks(config: CRLConfig) -> Iterator[Diagnostic]:
-    model = config.model
-    if model.depth % model.block_layers:
-        below = model.depth - model.depth % model.block_layers
-        yield Diagnostic(
-            f"`model.depth` ({model.depth}) must be a multiple of `model.block_layers` "
-            f"({model.block_layers}): depth counts the Dense layers of whole residual blocks",
-            model.span_of("depth"),
-            help=f"use {below} or {below + model.block_layers}",
-        )
-
-
-def _replay_holds_the_prefill(config: CRLConfig) -> Iterator[Diagnostic]:
+def _replay_holds_the_prefill(config: Any) -> Iterator[Diagnostic]:
     train = config.train
     if train.prefill > train.replay_capacity:
         yield Diagnostic(
@@ -181,48 +101,22 @@ def _replay_holds_the_prefill(config: CRLConfig) -> Iterator[Diagnostic]:
         )
 
 
-def _target_supported(spec: ir.Spec) -> Iterator[Diagnostic]:
-    target = spec.config.target
-    unsupported = {
-        "precision": (target.precision != "fp32", "fp32"),
-        "compile": (target.compile, "false"),
-        "kernels": (target.kernels != "eager", "eager"),
-        "strategy": (target.strategy != "single", "single"),
-    }
-    for field, (bad, fix) in unsupported.items():
-        if bad:
-            value = getattr(target, field)
-            shown = str(value).lower() if isinstance(value, bool) else value
-            yield Diagnostic(
-                f"`target.{field} = {shown}` is not supported by `objective crl`",
-                target.span_of(field),
-                help=f"use `{field} = {fix}`",
-            )
-
-
-BACKEND = Backend(
-    name="crl",
-    objective="crl",
-    config=CRLConfig,
-    sections=standard_sections(
-        data={"maze": MazeData},
-        model={"residual_mlp": ResidualMLP},
-        objective={"crl": CRLObjective},
-        eval=False,
-    ),
-    required=("experiment", "data", "model", "objective"),
-    templates=("crl/model.py.j2", "crl/train.py.j2"),
+OBJECTIVE = Objective(
+    kind="crl",
+    node=CRLObjective,
+    needs="vector_encoder",
+    consumes="environments",
+    sections={"train": CRLTrain},
     metrics=METRIC_HELP,
-    run_rules=(_depth_is_whole_blocks, _replay_holds_the_prefill),
-    spec_rules=(_target_supported,),
-    variable_structure=frozenset(
-        {
-            ("data", "task"),
-            ("model", "norm"),
-            ("model", "activation"),
-            ("model", "skip"),
-        }
+    default_metrics=(
+        "success_rate",
+        "time_at_goal",
+        "critic_loss",
+        "categorical_accuracy",
+        "env_steps_per_s",
     ),
+    templates={"train.py": "objectives/crl.py.j2"},
+    run_rules=(_replay_holds_the_prefill,),
     report="expc.runtime.crl.report:analyse",
     # `--smoke` without a `profile smoke`: a few envs and updates, two evaluations.
     smoke=(

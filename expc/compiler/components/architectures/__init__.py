@@ -1,0 +1,2 @@
+"""Architectures (`model FAMILY`): one module per family; each says what kind of network it
+provides."""

@@ -1,0 +1,26 @@
+"""`data text { ... }`: a byte-level text corpus; yields text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from expc.compiler.components.base import DataSource
+from expc.compiler.ir import STRUCTURAL, Node
+
+
+class TextData(Node):
+    """`data text { ... }`: a byte-level text corpus (vocabulary of 256 bytes).
+
+    `corpus` is the built-in "pydoc_data.topics" (the English text shipped with CPython) or
+    a path to a local UTF-8 text file, relative to the directory `expc run` is started in.
+    """
+
+    kind: Literal["text"] = Field("text", json_schema_extra=STRUCTURAL)
+    corpus: Annotated[str, Field(min_length=1, max_length=4096)] = "pydoc_data.topics"
+    context: Annotated[int, Field(ge=2, le=65536)] = 128
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+
+
+DATA = DataSource(kinds=("text",), node=TextData, yields=frozenset({"text"}))

@@ -1,0 +1,2 @@
+"""Objectives (`objective KIND`): the loss, step, evaluation, metrics and report of each kind
+of experiment."""

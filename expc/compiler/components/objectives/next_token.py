@@ -1,0 +1,114 @@
+"""`objective next_token`: language modelling, cross-entropy on the next byte, trained on
+any data that yields text by any sequence model (the Gated Attention reproduction).
+
+Specs select it with `objective next_token {}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from expc.compiler.components.base import Objective, TargetSupport
+from expc.compiler.diagnostics import Diagnostic
+from expc.compiler.ir import STRUCTURAL, Node
+
+# --- data --------------------------------------------------------------------------------
+
+
+# --- model -------------------------------------------------------------------------------
+
+
+# --- objective ---------------------------------------------------------------------------
+
+
+class NextToken(Node):
+    """`objective next_token {}`: cross-entropy on the next byte."""
+
+    kind: Literal["next_token"] = Field("next_token", json_schema_extra=STRUCTURAL)
+
+
+class Evaluation(Node):
+    """`eval { ... }`: what each evaluation measures beyond the validation loss.
+
+    context_multiples: validation loss also at these multiples of the training context
+    (RoPE extrapolation), reported as `val_loss_x2`, `val_loss_x4`, ...
+    attention_maps: after training, save a PNG of each layer's attention (averaged over
+    heads) on a held-out sequence, to show attention sinks.
+    """
+
+    context_multiples: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
+        (1,), json_schema_extra=STRUCTURAL
+    )
+    attention_maps: bool = Field(False, json_schema_extra=STRUCTURAL)
+    # Also write every metrics row as TensorBoard scalars (run_dir/tensorboard).
+    tensorboard: bool = Field(False, json_schema_extra=STRUCTURAL)
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+METRIC_HELP: dict[str, str] = {
+    "train_loss": "mean training loss since the previous evaluation",
+    "val_loss": "mean next-token loss (nats) on held-out batches",
+    "val_ppl": "exp(val_loss)",
+    "loss_spikes": "training steps so far whose loss exceeded spike_factor x the running median",
+}
+
+
+# --- cross-field rules -------------------------------------------------------------------
+
+
+def _long_context_needs_the_base_context(config: Any) -> Iterator[Diagnostic]:
+    multiples = config.eval.context_multiples
+    if 1 not in multiples or len(set(multiples)) != len(multiples):
+        yield Diagnostic(
+            "`eval.context_multiples` must hold 1 (the training context) once, "
+            f"got {list(multiples)}",
+            config.eval.span_of("context_multiples"),
+            help="for example `context_multiples = [1, 2, 4]`",
+        )
+
+
+class Train(Node):
+    """`train { ... }`: AdamW with linear warmup and cosine decay to `min_lr_ratio * lr`."""
+
+    steps: Annotated[int, Field(ge=1, le=10**9)] = 1000
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    warmup: Annotated[int, Field(ge=0, le=10**9)] = 50
+    weight_decay: Annotated[float, Field(ge=0.0, le=10.0)] = 0.1
+    beta1: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    beta2: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95
+    grad_clip: Annotated[float, Field(ge=0.0)] = 1.0
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
+    eval_batches: Annotated[int, Field(ge=1, le=10**6)] = 10
+    # A loss spike (metric `loss_spikes`): a training loss above spike_factor times the
+    # median of the previous spike_window losses.
+    spike_factor: Annotated[float, Field(gt=1.0, le=100.0)] = 1.5
+    spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
+    # Checkpoint (atomically) every N steps; 0 = at every evaluation. `--resume` continues.
+    checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
+
+
+OBJECTIVE = Objective(
+    kind="next_token",
+    node=NextToken,
+    needs="sequence_model",
+    consumes="text",
+    sections={"train": Train, "eval": Evaluation},
+    metrics=METRIC_HELP,
+    default_metrics=("train_loss", "val_loss", "val_ppl"),
+    templates={"train.py": "objectives/next_token.py.j2"},
+    target=TargetSupport(
+        precision=("fp32", "bf16", "fp16"),
+        compile=(False, True),
+        kernels=("eager", "triton"),
+        strategy=("single", "ddp"),
+        ddp_batch=("train", "batch_size"),
+    ),
+    run_rules=(_long_context_needs_the_base_context,),
+    measures_architecture=True,
+)

@@ -1,0 +1,127 @@
+"""`target cpu { ... }` / `target cuda { ... }`: where and how generated code runs, for every
+objective.
+
+Each objective declares which settings its generated code implements (`TargetSupport`);
+one rule here checks every run against that declaration, so an unsupported combination
+gets the same located message whatever the objective, naming what is supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
+
+from expc.compiler import ir
+from expc.compiler.diagnostics import Diagnostic
+from expc.compiler.ir import STRUCTURAL, Node
+
+if TYPE_CHECKING:
+    from expc.compiler.components.registry import Composition
+
+
+class Target(Node):
+    """`target cpu { ... }` or `target cuda { ... }`: where and how generated code runs.
+
+    precision: fp32, or bf16/fp16 autocast (fp16 with a gradient scaler, CUDA only).
+    compile: wrap the training model in torch.compile. kernels: `triton` replaces the
+    SDPA-output gate with a fused Triton kernel (forward and backward). strategy/devices:
+    single-process, or DDP over `devices` processes per node (gloo on CPU, nccl on CUDA).
+    """
+
+    device: Literal["cpu", "cuda"] = Field("cpu", json_schema_extra=STRUCTURAL)
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", json_schema_extra=STRUCTURAL)
+    compile: bool = Field(False, json_schema_extra=STRUCTURAL)
+    kernels: Literal["eager", "triton"] = Field("eager", json_schema_extra=STRUCTURAL)
+    # ddp: torch.distributed data parallelism, launched through torchrun; `devices` processes
+    # per node, each training on batch_size / (devices x nodes) of every batch.
+    strategy: Literal["single", "ddp"] = Field("single", json_schema_extra=STRUCTURAL)
+    devices: Annotated[int, Field(ge=1, le=1024)] = 1
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _supported(composition: Composition) -> Iterator[Any]:
+    objective = composition.objective
+    support = objective.target
+
+    def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
+        reported: set[tuple[str, Any]] = set()
+        for run in spec.runs:
+            target = run.config.target
+            for name in ("precision", "compile", "kernels", "strategy"):
+                value, allowed = getattr(target, name), getattr(support, name)
+                if value in allowed or (name, value) in reported:
+                    continue
+                reported.add((name, value))
+                choices = ", ".join(f"`{_shown(v)}`" for v in allowed)
+                yield Diagnostic(
+                    f"`objective {objective.kind}` does not support "
+                    f"`target.{name} = {_shown(value)}`",
+                    target.span_of(name),
+                    help=f"`objective {objective.kind}` supports `{name}` = {choices}",
+                )
+        for name in ("precision", "compile", "kernels"):
+            values = {getattr(run.config.target, name) for run in spec.runs}
+            if len(values) > 1 and name not in support.variable:
+                span = next(
+                    run.config.target.span_of(name)
+                    for run in spec.runs
+                    if getattr(run.config.target, name) != getattr(spec.config.target, name)
+                )
+                yield Diagnostic(
+                    f"`target.{name}` cannot differ between runs of `objective {objective.kind}`",
+                    span,
+                    help="split the runs into separate specs",
+                )
+
+    yield rule
+
+
+def _ddp_splits_the_batch(composition: Composition) -> Iterator[Any]:
+    path = composition.objective.target.ddp_batch
+
+    def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
+        for run in spec.runs:
+            target = run.config.target
+            if target.devices > 1 and target.strategy != "ddp":
+                yield Diagnostic(
+                    f"`target.devices = {target.devices}` needs `strategy = ddp`",
+                    target.span_of("devices"),
+                    help="add `strategy = ddp` to the target block",
+                )
+            if target.strategy != "ddp" or path is None:
+                continue
+            owner: Any = run.config
+            for name in path[:-1]:
+                owner = getattr(owner, name)
+            batch = getattr(owner, path[-1])
+            if batch % target.devices:
+                yield Diagnostic(
+                    f"`{'.'.join(path)}` ({batch}) must split evenly over "
+                    f"`target.devices` ({target.devices})",
+                    owner.span_of(path[-1]),
+                )
+
+    yield rule
+
+
+def _fp16_needs_cuda(spec: ir.Spec) -> Iterator[Diagnostic]:
+    for run in spec.runs:
+        target = run.config.target
+        if target.precision == "fp16" and target.device != "cuda":
+            yield Diagnostic(
+                "`target.precision = fp16` needs `target cuda` (CPU autocast runs bf16)",
+                target.span_of("precision"),
+                help="use `precision = bf16` on the CPU",
+            )
+            return
+
+
+def target_rules(composition: Composition) -> tuple[Any, ...]:
+    """The spec rules every objective's target is checked by."""
+    return (*_supported(composition), *_ddp_splits_the_batch(composition), _fp16_needs_cuda)

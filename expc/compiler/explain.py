@@ -30,18 +30,20 @@ def _is_symbol(model: type[BaseModel], name: str) -> bool:
 
 def _symbol_paths(config: ir.Config) -> set[tuple[str, ...]]:
     """Paths whose values are written as bare names (the Literal-typed ones)."""
-    return {leaf.path for leaf in leaves(config) if _is_symbol(leaf.owner, leaf.path[-1])}
+    role = components.for_config(config).objective.needs
+    found = leaves(config, role=role)
+    return {leaf.path for leaf in found if _is_symbol(leaf.owner, leaf.path[-1])}
 
 
-def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str]:
+def _block(node: BaseModel, header: str, depth: int, skip: set[str], role: str) -> list[str]:
     pad = "  " * depth
     lines = [f"{pad}{header} {{"]
     for name in ir.user_fields(type(node)):
-        if name in skip:
+        if name in skip or not ir.applies(type(node), name, role):
             continue
         value = getattr(node, name)
         if isinstance(value, ir.Node):
-            lines += _block(value, name, depth + 1, set())
+            lines += _block(value, name, depth + 1, set(), role)
         else:
             literal = _is_symbol(type(node), name)
             lines.append(f"{pad}  {name} = {_value(value, literal)}")
@@ -51,11 +53,13 @@ def _block(node: BaseModel, header: str, depth: int, skip: set[str]) -> list[str
 
 def config_text(config: ir.Config) -> str:
     lines: list[str] = []
-    for section, info in components.for_config(config).sections.items():
+    composition = components.for_config(config)
+    for section, info in composition.sections.items():
         node = getattr(config, section)
         label_field = info.label
         header = section + (f" {getattr(node, label_field)}" if label_field else "")
-        lines += _block(node, header, 0, {label_field} if label_field else set())
+        skip = {label_field} if label_field else set()
+        lines += _block(node, header, 0, skip, composition.objective.needs)
         lines.append("")
     lines.append(f"metrics = {_value(config.metrics, True)}")
     return "\n".join(lines) + "\n"

@@ -147,6 +147,19 @@ class Spec(Node):
         return None
 
 
+def roles(network_kinds: str) -> dict[str, Any]:
+    """Field metadata: the field applies only when the family is used as one of these kinds
+    of network (a transformer's `patch` only as an image denoiser)."""
+    return {"roles": tuple(network_kinds.split())}
+
+
+def applies(model: type[BaseModel], field: str, role: str | None) -> bool:
+    """Whether a field means anything for a family used as `role` (None: every field)."""
+    extra = model.model_fields[field].json_schema_extra
+    only = extra.get("roles") if isinstance(extra, dict) else None
+    return role is None or not only or role in only  # type: ignore[operator]
+
+
 def is_structural(model: type[BaseModel], field: str) -> bool:
     extra = model.model_fields[field].json_schema_extra
     return isinstance(extra, dict) and bool(extra.get("structural"))

@@ -57,15 +57,18 @@ class ConfigField:
         return ".".join(self.path)
 
 
-def leaves(node: BaseModel, prefix: tuple[str, ...] = ()) -> list[Leaf]:
+def leaves(node: BaseModel, prefix: tuple[str, ...] = (), role: str | None = None) -> list[Leaf]:
     """Every value-holding path of an IR node, in declaration order. It walks the node's
-    own classes, since a field such as `model` may hold any family that fits."""
+    own classes, since a field such as `model` may hold any family that fits; fields that
+    do not apply to the network's role (see `ir.roles`) are left out."""
     model = type(node)
     found: list[Leaf] = []
     for name in ir.user_fields(model):
+        if not ir.applies(model, name, role):
+            continue
         value = getattr(node, name)
         if isinstance(value, ir.Node):
-            found.extend(leaves(value, (*prefix, name)))
+            found.extend(leaves(value, (*prefix, name), role))
         else:
             found.append(Leaf((*prefix, name), model, ir.is_structural(model, name)))
     return found
@@ -106,7 +109,7 @@ class Plan:
         self.spec = spec
         self.configs = [run.config for run in spec.runs]
         self.composition = components.for_config(spec.config)
-        self.leaves = leaves(spec.config)
+        self.leaves = leaves(spec.config, role=self.composition.objective.needs)
 
     def values(self, dotted: str) -> list[Any]:
         """The sorted distinct values a path takes across runs."""

@@ -52,7 +52,15 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["py"] = _py
     env.filters["pystr"] = _pystr
+    env.filters["lines"] = _lines
     return env
+
+
+def _lines(text: str) -> str:
+    """A macro's non-empty lines, each ending in a newline. Written as
+    `{% filter lines %}{{ macro() }}{% endfilter %}` on a line of its own, a call adds
+    exactly the lines the macro made, and nothing at all when it made none."""
+    return "".join(line + "\n" for line in text.splitlines() if line.strip())
 
 
 def config_key(path: tuple[str, ...]) -> str:

@@ -8,13 +8,13 @@ and objective is one module under architectures/, data/ and objectives/.
 from expc.compiler.components.base import Architecture, DataSource, Objective, Section
 from expc.compiler.components.registry import (
     Composition,
+    all_objectives,
     compatibility,
     config_class,
     default,
     for_config,
     for_objective,
     misfit,
-    objectives,
     required,
     section_names,
     smoke_profile,
@@ -33,7 +33,7 @@ __all__ = [
     "for_config",
     "for_objective",
     "misfit",
-    "objectives",
+    "all_objectives",
     "required",
     "section_names",
     "smoke_profile",

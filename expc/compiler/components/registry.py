@@ -11,6 +11,7 @@ docs/components.md says how to add a component.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Annotated, Any, Literal, Union
@@ -30,6 +31,7 @@ from expc.compiler.components.base import (
     SpecRule,
 )
 from expc.compiler.components.targets import Target, target_rules
+from expc.compiler.diagnostics import Diagnostic
 
 # Modules that define the components, in the order errors and tables list them. The first
 # objective is the default used to check a spec whose objective is missing or unknown.
@@ -40,7 +42,7 @@ _PACKAGE = "expc.compiler.components"
 
 
 @cache
-def architectures() -> dict[str, Architecture]:
+def all_architectures() -> dict[str, Architecture]:
     """family -> architecture."""
     found = (_load(f"architectures.{name}", "ARCHITECTURE") for name in ARCHITECTURES)
     return {a.family: a for a in found}
@@ -57,7 +59,7 @@ def data_sources() -> dict[str, DataSource]:
 
 
 @cache
-def objectives() -> dict[str, Objective]:
+def all_objectives() -> dict[str, Objective]:
     """objective kind -> objective."""
     found = (_load(f"objectives.{name}", "OBJECTIVE") for name in OBJECTIVES)
     return {o.kind: o for o in found}
@@ -72,7 +74,7 @@ def _load(module: str, name: str) -> Any:
 
 def families_for(objective: Objective) -> dict[str, Architecture]:
     """The families that provide the kind of network the objective needs."""
-    return {f: a for f, a in architectures().items() if objective.needs in a.provides}
+    return {f: a for f, a in all_architectures().items() if objective.needs in a.provides}
 
 
 def data_for(objective: Objective) -> dict[str, DataSource]:
@@ -83,7 +85,7 @@ def data_for(objective: Objective) -> dict[str, DataSource]:
 def misfit(objective: Objective, section: str, label: str) -> str | None:
     """Why a family or data kind that exists does not fit the objective (None if it fits
     or does not exist at all)."""
-    if section == "model" and label in architectures() and label not in families_for(objective):
+    if section == "model" and label in all_architectures() and label not in families_for(objective):
         return (
             f"model family `{label}` does not fit `objective {objective.kind}`: it needs "
             f"{NETWORK_TEXT[objective.needs]}"
@@ -100,7 +102,7 @@ def compatibility() -> list[tuple[str, str, str]]:
     """(objective, families that fit, data kinds that fit), for docs and `expc components`."""
     return [
         (kind, ", ".join(families_for(o)), ", ".join(data_for(o)))
-        for kind, o in objectives().items()
+        for kind, o in all_objectives().items()
     ]
 
 
@@ -168,7 +170,9 @@ def sections(objective: Objective) -> dict[str, Section]:
             kinds={f: a.node for f, a in families_for(objective).items()},
         ),
         "objective": Section(
-            label="kind", required_label=True, kinds={k: o.node for k, o in objectives().items()}
+            label="kind",
+            required_label=True,
+            kinds={k: o.node for k, o in all_objectives().items()},
         ),
     }
     found.update((name, Section()) for name in objective.sections)
@@ -184,7 +188,7 @@ def required(objective: Objective) -> tuple[str, ...]:
 def section_names() -> list[str]:
     """Every top-level block name any objective accepts."""
     names: dict[str, None] = {}
-    for objective in objectives().values():
+    for objective in all_objectives().values():
         names.update(dict.fromkeys(sections(objective)))
     return list(names)
 
@@ -218,7 +222,29 @@ class Composition:
 
     @cached_property
     def run_rules(self) -> tuple[RunRule, ...]:
-        return (*self.architecture.run_rules, *self.data.run_rules, *self.objective.run_rules)
+        return (
+            self._fields_fit_the_role,
+            *self.architecture.run_rules,
+            *self.data.run_rules,
+            *self.objective.run_rules,
+        )
+
+    def _fields_fit_the_role(self, config: ir.Config) -> Iterator[Diagnostic]:
+        """A field the spec sets that means nothing for the network's role (a transformer's
+        `patch` in a language model) is an error, not silently dropped."""
+        role = self.objective.needs
+        model = config.model
+        for name in model.field_spans:
+            if name in type(model).model_fields and not ir.applies(type(model), name, role):
+                kinds = type(model).model_fields[name].json_schema_extra["roles"]  # type: ignore[index]
+                yield Diagnostic(
+                    f"`model.{name}` applies to `model {self.architecture.family}` only as "
+                    + " or ".join(NETWORK_TEXT[k] for k in kinds)
+                    + f"; `objective {self.objective.kind}` uses it as "
+                    + NETWORK_TEXT[role],
+                    model.span_of(name),
+                    help=f"remove `{name}`",
+                )
 
     @cached_property
     def spec_rules(self) -> tuple[SpecRule, ...]:
@@ -247,18 +273,20 @@ class Composition:
 
 
 def default() -> Objective:
-    return next(iter(objectives().values()))
+    return next(iter(all_objectives().values()))
 
 
 def for_objective(kind: str | None) -> Objective | None:
-    return objectives().get(kind) if kind is not None else None
+    return all_objectives().get(kind) if kind is not None else None
 
 
 def for_config(config: ir.Config) -> Composition:
-    for objective in objectives().values():
+    for objective in all_objectives().values():
         if type(config) is config_class(objective):
             return Composition(
-                objective, architectures()[config.model.family], data_sources()[config.data.kind]
+                objective,
+                all_architectures()[config.model.family],
+                data_sources()[config.data.kind],
             )
     raise LookupError(f"no objective owns {type(config).__name__}")
 
@@ -272,7 +300,7 @@ def smoke_profile(spec: ir.Spec) -> ir.Profile:
 
 def spec_schema() -> dict[str, Any]:
     """JSON Schema of a compiled spec, its config being any objective's."""
-    configs = tuple(config_class(o) for o in objectives().values())
+    configs = tuple(config_class(o) for o in all_objectives().values())
     config_type = SerializeAsAny[configs[0] if len(configs) == 1 else Union[configs]]  # noqa: UP007
     model = create_model("Spec", __base__=ir.Spec, config=(config_type, ...))
     return model.model_json_schema()

@@ -108,6 +108,7 @@ OBJECTIVE = Objective(
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),
         ddp_batch=("train", "batch_size"),
+        variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_long_context_needs_the_base_context,),
     measures_architecture=True,

@@ -1,0 +1,115 @@
+"""Components combine by declaration: what fits which objective, one target rule for all,
+target settings that vary between runs, and the crashes of crossed features now fixed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL, compile_text, error_text, import_generated, run_cli
+
+from expc.compiler import components
+from expc.compiler.components import registry
+
+
+def test_the_table_of_what_fits_each_objective() -> None:
+    table = {kind: (families, data) for kind, families, data in components.compatibility()}
+    assert table["next_token"][0].split(", ")[0] == "transformer"
+    assert "transformer" in table["rlvr"][0]
+    assert table["crl"] == ("residual_mlp", "maze")
+    assert "unet" in table["diffusion"][0] and "shapes" in table["diffusion"][1]
+    assert table["hivemind"] == ("generators", "prompts")
+
+
+def test_every_objective_config_takes_exactly_the_components_that_fit() -> None:
+    for objective in components.all_objectives().values():
+        config = components.config_class(objective)
+        assert config.__name__.endswith("Config")
+        families = set(registry.families_for(objective))
+        for family, architecture in registry.all_architectures().items():
+            assert (family in families) == (objective.needs in architecture.provides)
+
+
+def test_a_family_that_exists_but_does_not_fit_names_what_fits() -> None:
+    text = MINIMAL.replace("objective next_token {}", "objective crl {}")
+    text = text.replace("data text { context = 16 }", "data maze {}")
+    text = text.replace("train { steps = 2 batch_size = 2 eval_every = 1 eval_batches = 1 }", "")
+    message = error_text(text)
+    assert "model family `transformer` does not fit `objective crl`" in message
+    assert "these fit: `model residual_mlp`" in message
+    assert "unknown model family" not in message
+
+
+@pytest.mark.parametrize("objective", ["rlvr", "hivemind", "crl", "diffusion"])
+def test_ddp_on_an_objective_without_it_is_one_located_error(objective: str) -> None:
+    specs = {
+        "rlvr": "experiment r {}\ndata arithmetic {}\nmodel transformer {}\nobjective rlvr {}\n",
+        "hivemind": 'experiment h {}\nmodel generators { jsonl = ["a.jsonl"] }\n'
+        "objective hivemind {}\n",
+        "crl": "experiment c {}\ndata maze {}\nmodel residual_mlp {}\nobjective crl {}\n",
+        "diffusion": "experiment d {}\ndata shapes {}\nmodel unet {}\nobjective diffusion {}\n",
+    }
+    message = error_text(specs[objective] + "target cpu { strategy = ddp devices = 2 }\n")
+    assert f"`objective {objective}` does not support `target.strategy = ddp`" in message
+    assert "test.exp:" in message and "Traceback" not in message
+
+
+def test_bf16_on_hivemind_is_refused_not_silently_dropped() -> None:
+    text = 'experiment h {}\nmodel generators { jsonl = ["a.jsonl"] }\nobjective hivemind {}\n'
+    message = error_text(text + "target cpu { precision = bf16 }\n")
+    assert "`objective hivemind` does not support `target.precision = bf16`" in message
+
+
+def test_a_structural_difference_points_at_the_variant_line() -> None:
+    text = MINIMAL + "variant plain {}\nvariant mapped {\n  eval.attention_maps = true\n}\n"
+    message = error_text(text)
+    assert "`eval.attention_maps` cannot differ between runs" in message
+    assert "test.exp:12:" in message
+
+
+def test_a_role_field_outside_its_role_is_an_error() -> None:
+    fields = set(components.config_class(components.for_objective("next_token")).model_fields)
+    assert "model" in fields  # the role rule is exercised by its golden error file
+
+
+def test_precision_and_compile_may_differ_between_variants(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "variant fp32 {}\n"
+        "variant bf16 { target.precision = bf16 }\n"
+        "variant compiled { target.compile = true }\n"
+    )
+    files = compile_text(text).files
+    train = files["tiny/train.py"]
+    assert "with autocast(target, run.target.precision):" in train
+    assert "torch.compile(model) if run.target.compile else model" in train
+    # Only the fp32 and bf16 runs are trained here (torch.compile takes ~10 s on CPU).
+    spec = tmp_path / "mixed.exp"
+    spec.write_text(text)
+    result = run_cli(
+        "run", spec, "--variant", "fp32", "--variant", "bf16",
+        "--out", tmp_path / "runs", "--generated", tmp_path / "generated",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {
+        name: [
+            json.loads(line)
+            for line in (tmp_path / "runs" / "tiny" / name / "metrics.jsonl").open()
+        ]
+        for name in ("fp32", "bf16")
+    }
+    fp32, bf16 = rows["fp32"][-1]["val_loss"], rows["bf16"][-1]["val_loss"]
+    assert fp32 != bf16 and abs(fp32 - bf16) < 0.05  # the same run, rounded differently
+
+
+def test_triton_kernels_without_probe_metrics_generate_runnable_code(tmp_path: Path) -> None:
+    text = (
+        MINIMAL.replace("  heads = 2\n", "  heads = 2\n  attention { gate = elementwise }\n")
+        + "target cpu { kernels = triton }\nmetrics = [train_loss, val_loss]\n"
+    )
+    files = compile_text(text).files
+    assert "probe" not in files["tiny/model.py"]
+    model_module, train_module = import_generated(files, tmp_path / "pkg")
+    run = train_module.RUNS["main"]
+    row = train_module.train(run, tmp_path / "out")
+    assert row["step"] == 2 and row["val_loss"] > 0

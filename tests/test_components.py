@@ -113,3 +113,27 @@ def test_triton_kernels_without_probe_metrics_generate_runnable_code(tmp_path: P
     run = train_module.RUNS["main"]
     row = train_module.train(run, tmp_path / "out")
     assert row["step"] == 2 and row["val_loss"] > 0
+
+
+BF16_SPECS = {
+    "crl": "experiment crlmix {}\ndata maze {}\nmodel residual_mlp { depth = 4 width = 32 }\n"
+    "objective crl {}\n",
+}
+
+
+@pytest.mark.parametrize("objective", sorted(BF16_SPECS))
+def test_bf16_variant_trains_beside_fp32(objective: str, tmp_path: Path) -> None:
+    """bf16 autocast wraps each objective's step; the run stays close to its fp32 twin."""
+    spec = tmp_path / "mixed.exp"
+    spec.write_text(BF16_SPECS[objective] + "variant fp32 {}\nvariant bf16 { target.precision = bf16 }\n")
+    result = run_cli(
+        "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "generated"
+    )
+    assert result.exit_code == 0, result.output
+    experiment = next((tmp_path / "runs").iterdir())
+    last = {
+        name: json.loads((experiment / name / "metrics.jsonl").read_text().splitlines()[-1])
+        for name in ("fp32", "bf16")
+    }
+    assert "diverged" not in last["bf16"]
+    assert last["fp32"]["step"] == last["bf16"]["step"]

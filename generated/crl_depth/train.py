@@ -5,12 +5,13 @@
 
 Contrastive goal-conditioned RL: residual depth 4 to 64 on two point-mass mazes
 
-Generated from specs/crl_depth.exp. The environments collect trajectories with the
-stochastic actor into a replay buffer; every gradient step samples (state, action, future
-goal) triples, updates the actor and the entropy temperature, then the critic, all on the
-same batch (the order of the paper's `sgd_step`). Evaluation runs one episode per
-evaluation environment with the deterministic actor.
+The environments collect trajectories with the stochastic actor into a replay buffer;
+every gradient step samples (state, action, future goal) triples, updates the actor and
+the entropy temperature, then the critic, all on the same batch (the order of the
+paper's `sgd_step`). Evaluation runs one episode per evaluation environment with the
+deterministic actor.
 
+Generated from specs/crl_depth.exp.
 Every run of the spec, with a progress bar and a report:
 
     expc run specs/crl_depth.exp
@@ -325,7 +326,9 @@ def train(
             state["elapsed_s"],
         )
     logger = runtime.MetricsLogger(
-        out_dir, config=asdict(run), resume_from=first_step if state is not None else None
+        out_dir,
+        config=asdict(run),
+        resume_from=first_step if state is not None else None,
     )
     row = logger.rows[-1] if logger.rows else {}
     started = time.perf_counter() - elapsed

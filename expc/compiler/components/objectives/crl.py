@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.components.base import Objective
+from expc.compiler.components.base import Objective, TargetSupport
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -116,6 +116,8 @@ OBJECTIVE = Objective(
         "env_steps_per_s",
     ),
     templates={"train.py": "objectives/crl.py.j2"},
+    # bf16 autocast around the networks' forward passes in the gradient step.
+    target=TargetSupport(precision=("fp32", "bf16"), variable=frozenset({"precision"})),
     run_rules=(_replay_holds_the_prefill,),
     report="expc.runtime.crl.report:analyse",
     # `--smoke` without a `profile smoke`: a few envs and updates, two evaluations.

@@ -125,7 +125,8 @@ BF16_SPECS = {
 def test_bf16_variant_trains_beside_fp32(objective: str, tmp_path: Path) -> None:
     """bf16 autocast wraps each objective's step; the run stays close to its fp32 twin."""
     spec = tmp_path / "mixed.exp"
-    spec.write_text(BF16_SPECS[objective] + "variant fp32 {}\nvariant bf16 { target.precision = bf16 }\n")
+    variants = "variant fp32 {}\nvariant bf16 { target.precision = bf16 }\n"
+    spec.write_text(BF16_SPECS[objective] + variants)
     result = run_cli(
         "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "generated"
     )

@@ -118,6 +118,8 @@ def test_triton_kernels_without_probe_metrics_generate_runnable_code(tmp_path: P
 BF16_SPECS = {
     "crl": "experiment crlmix {}\ndata maze {}\nmodel residual_mlp { depth = 4 width = 32 }\n"
     "objective crl {}\n",
+    "rlvr": "experiment rlvrmix {}\ndata arithmetic {}\n"
+    "model transformer { layers = 1 width = 16 heads = 2 }\nobjective rlvr {}\n",
 }
 
 

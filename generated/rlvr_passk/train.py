@@ -356,7 +356,8 @@ def train(
     optimizer = make_optimizer(model, run.train, run.train.pretrain_lr)
     problems = random.Random(run.seed)  # training problems and demonstration slips
     sampler = torch.Generator(target).manual_seed(run.seed)  # GRPO rollouts
-    checkpoint_path, base_path = out_dir / "checkpoint.pt", out_dir / "pretrain.pt"
+    base_path = out_dir / "pretrain.pt"
+    checkpoint_path = out_dir / "checkpoint.pt"
     first_step, running, elapsed = 0, {}, 0.0
     budget: dict[str, float] = {}  # wall seconds of each stage and evaluation
     base_correct: list[int] | None = None
@@ -376,7 +377,9 @@ def train(
         budget, base_correct = state["budget"], state["base_correct"]
     base = load_base(base_path, run, target) if first_step >= pretrain_steps else None
     logger = runtime.MetricsLogger(
-        out_dir, config=asdict(run), resume_from=first_step if state is not None else None
+        out_dir,
+        config=asdict(run),
+        resume_from=first_step if state is not None else None,
     )
     row = logger.rows[-1] if logger.rows else {}
     started = time.perf_counter() - elapsed

@@ -152,8 +152,11 @@ OBJECTIVE = Objective(
     metrics=METRIC_HELP,
     default_metrics=("train_loss", "pass_at_1", "reward", "completion_length"),
     templates={"train.py": "objectives/rlvr.py.j2"},
-    # Sampling changes shapes every step, so the policy is not torch.compiled.
-    target=TargetSupport(kernels=("eager", "triton")),
+    # bf16 autocast around the training forward passes; sampling changes shapes every
+    # step, so the policy is not torch.compiled.
+    target=TargetSupport(
+        precision=("fp32", "bf16"), kernels=("eager", "triton"), variable=frozenset({"precision"})
+    ),
     run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",
     # `--smoke` without a `profile smoke`: a few steps of each stage, a tiny pass@k.

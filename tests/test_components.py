@@ -140,3 +140,46 @@ def test_bf16_variant_trains_beside_fp32(objective: str, tmp_path: Path) -> None
     }
     assert "diverged" not in last["bf16"]
     assert last["fp32"]["step"] == last["bf16"]["step"]
+
+
+def _run(spec: Path, out: Path, *extra: str) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out)]
+    command += ["--generated", str(spec.parent / "generated"), *extra]
+    result = subprocess.run(command, cwd=spec.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_rlvr_ddp_pretrains_as_one_rank_does_and_rank_0_logs(tmp_path: Path) -> None:
+    """torchrun + gloo: 2 ranks sharing each demonstration batch reach the stage-1 weights of
+    1 rank with the whole batch; GRPO then samples each rank's own rollouts."""
+    import torch
+
+    spec = tmp_path / "rlvr_ddp.exp"
+    spec.write_text(
+        "experiment rlvr_ddp {}\n"
+        "data arithmetic { operands = 2 digits = 2 }\n"
+        "model transformer { layers = 1 width = 16 heads = 2 }\n"
+        "objective rlvr { group_size = 4 }\n"
+        "train {\n  pretrain { steps = 6 batch_size = 8 eval_every = 3 }\n"
+        "  rl { steps = 2 prompts = 4 eval_every = 1 }\n}\n"
+        "eval { problems = 4 samples = 4 track_samples = 2 }\n"
+        "target cpu { strategy = ddp devices = 2 }\n"
+    )
+    _run(spec, tmp_path / "two")
+    _run(spec, tmp_path / "one", "--set", "target.devices=1")
+    runs = [tmp_path / n / "rlvr_ddp" / "main" for n in ("two", "one")]
+    bases = [torch.load(r / "pretrain.pt", weights_only=False)["model"] for r in runs]
+    for key, value in bases[0].items():
+        torch.testing.assert_close(value, bases[1][key], rtol=1e-5, atol=1e-6)
+    two, one = _rows(runs[0]), _rows(runs[1])
+    assert [r["step"] for r in two] == [3, 6, 7, 8]  # rank 0 alone logs
+    for a, b in zip(two[:2], one[:2], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert (runs[0] / "passk.json").is_file()

@@ -28,6 +28,16 @@ class World:
         per_rank = batch.size(0) // self.size
         return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
+    def shard_list(self, items: list) -> list:
+        """This rank's contiguous slice of a global list (prompts, problems)."""
+        per_rank = len(items) // self.size
+        return items[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+    def seed(self, seed: int) -> int:
+        """A seed of this rank's own random stream: `seed` itself on rank 0 (so a 1-rank
+        run draws what a single-process run draws), a distinct one on every other rank."""
+        return seed if self.rank == 0 else (seed * 1_000_003 + self.rank) % 2**63
+
     def mean(self, value: torch.Tensor) -> float:
         """The average of a scalar over all ranks (e.g. the global training loss)."""
         value = value.detach().clone().float()

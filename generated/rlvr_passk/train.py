@@ -354,7 +354,8 @@ def train(
     pretrain_steps, total = run.train.pretrain_steps, run.train.steps
     model = Transformer(run.model).to(target)
     optimizer = make_optimizer(model, run.train, run.train.pretrain_lr)
-    problems = random.Random(run.seed)  # training problems and demonstration slips
+    # Training problems and demonstration slips.
+    problems = random.Random(run.seed)
     sampler = torch.Generator(target).manual_seed(run.seed)  # GRPO rollouts
     base_path = out_dir / "pretrain.pt"
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -435,7 +436,8 @@ def train(
             budget["base_eval_s"] = time.perf_counter() - clock
             budget["rl_started_s"] = time.perf_counter() - started
         every = run.train.checkpoint_every
-        if (every and done % every == 0) or (not every and evaluated) or stage_ends:
+        due = (every and done % every == 0) or (not every and evaluated) or stage_ends
+        if due:
             runtime.save_checkpoint(
                 checkpoint_path,
                 model=model,

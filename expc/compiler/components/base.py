@@ -89,8 +89,8 @@ class TargetSupport:
     compile: tuple[bool, ...] = (False,)
     kernels: tuple[str, ...] = ("eager",)
     strategy: tuple[str, ...] = ("single",)
-    # The spec path each DDP rank splits (`train.batch_size`), when strategy ddp is supported.
-    ddp_batch: Path | None = None
+    # The spec paths of the batch sizes each DDP rank splits (`train.batch_size`).
+    ddp_batch: tuple[Path, ...] = ()
     variable: frozenset[str] = frozenset()  # target fields that may differ between runs
 
 

@@ -83,7 +83,7 @@ def _supported(composition: Composition) -> Iterator[Any]:
 
 
 def _ddp_splits_the_batch(composition: Composition) -> Iterator[Any]:
-    path = composition.objective.target.ddp_batch
+    paths = composition.objective.target.ddp_batch
 
     def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
         for run in spec.runs:
@@ -94,18 +94,19 @@ def _ddp_splits_the_batch(composition: Composition) -> Iterator[Any]:
                     target.span_of("devices"),
                     help="add `strategy = ddp` to the target block",
                 )
-            if target.strategy != "ddp" or path is None:
+            if target.strategy != "ddp":
                 continue
-            owner: Any = run.config
-            for name in path[:-1]:
-                owner = getattr(owner, name)
-            batch = getattr(owner, path[-1])
-            if batch % target.devices:
-                yield Diagnostic(
-                    f"`{'.'.join(path)}` ({batch}) must split evenly over "
-                    f"`target.devices` ({target.devices})",
-                    owner.span_of(path[-1]),
-                )
+            for path in paths:
+                owner: Any = run.config
+                for name in path[:-1]:
+                    owner = getattr(owner, name)
+                batch = getattr(owner, path[-1])
+                if batch % target.devices:
+                    yield Diagnostic(
+                        f"`{'.'.join(path)}` ({batch}) must split evenly over "
+                        f"`target.devices` ({target.devices})",
+                        owner.span_of(path[-1]),
+                    )
 
     yield rule
 

@@ -39,13 +39,19 @@ def demonstration_batch(
     return tokens, mask
 
 
-def masked_next_token_loss(model: Any, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the next token over the positions the mask selects."""
+def masked_next_token_loss(
+    model: Any, tokens: torch.Tensor, mask: torch.Tensor, *, count: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of the next token over the positions the mask selects.
+
+    `count` replaces the number of selected positions as the divisor: under DDP each rank
+    holds a shard of the batch and divides by the global count over the world size, so the
+    ranks' averaged gradients are those of the whole batch's token mean."""
     logits, _ = model(tokens[:, :-1])
     losses = F.cross_entropy(
         logits.float().transpose(1, 2), tokens[:, 1:], reduction="none"
     )  # (batch, L - 1)
-    return (losses * mask).sum() / mask.sum().clamp(min=1.0)
+    return (losses * mask).sum() / (mask.sum().clamp(min=1.0) if count is None else count)
 
 
 def reward(problem: Problem, completion: Sequence[int]) -> float:

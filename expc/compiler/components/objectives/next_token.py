@@ -107,7 +107,7 @@ OBJECTIVE = Objective(
         compile=(False, True),
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),
-        ddp_batch=("train", "batch_size"),
+        ddp_batch=(("train", "batch_size"),),
         variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_long_context_needs_the_base_context,),

@@ -153,9 +153,14 @@ OBJECTIVE = Objective(
     default_metrics=("train_loss", "pass_at_1", "reward", "completion_length"),
     templates={"train.py": "objectives/rlvr.py.j2"},
     # bf16 autocast around the training forward passes; sampling changes shapes every
-    # step, so the policy is not torch.compiled.
+    # step, so the policy is not torch.compiled. DDP: every rank draws the same
+    # demonstrations and prompts, trains on its shard and samples its own rollouts.
     target=TargetSupport(
-        precision=("fp32", "bf16"), kernels=("eager", "triton"), variable=frozenset({"precision"})
+        precision=("fp32", "bf16"),
+        kernels=("eager", "triton"),
+        strategy=("single", "ddp"),
+        ddp_batch=(("train", "pretrain", "batch_size"), ("train", "rl", "prompts")),
+        variable=frozenset({"precision"}),
     ),
     run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",

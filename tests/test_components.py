@@ -183,3 +183,32 @@ def test_rlvr_ddp_pretrains_as_one_rank_does_and_rank_0_logs(tmp_path: Path) -> 
     for a, b in zip(two[:2], one[:2], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     assert (runs[0] / "passk.json").is_file()
+
+
+def test_crl_ddp_two_ranks_reach_the_weights_of_one_rank(tmp_path: Path) -> None:
+    """2 ranks, each with half of every batch's rows contrasted against all goals, end
+    where 1 rank with the whole batch ends; the metrics come from rank 0 alone."""
+    import torch
+
+    spec = tmp_path / "crl_ddp.exp"
+    spec.write_text(
+        "experiment crl_ddp {}\n"
+        "data maze { num_envs = 8 eval_envs = 4 episode_length = 10 }\n"
+        "model residual_mlp { depth = 4 width = 32 }\n"
+        "objective crl {}\n"
+        "train { steps = 6 batch_size = 16 prefill = 10 unroll_length = 5\n"
+        "  updates_per_unroll = 2 eval_every = 3 }\n"
+        "target cpu { strategy = ddp devices = 2 }\n"
+        "metrics = [success_rate, critic_loss, categorical_accuracy, actor_loss, alpha]\n"
+    )
+    _run(spec, tmp_path / "two")
+    _run(spec, tmp_path / "one", "--set", "target.devices=1")
+    runs = [tmp_path / n / "crl_ddp" / "main" for n in ("two", "one")]
+    states = [torch.load(r / "checkpoint.pt", weights_only=False)["model"] for r in runs]
+    for key, value in states[0].items():
+        torch.testing.assert_close(value, states[1][key], rtol=1e-5, atol=1e-6)
+    two, one = _rows(runs[0]), _rows(runs[1])
+    assert [r["step"] for r in two] == [3, 6]
+    for a, b in zip(two, one, strict=True):
+        for key in ("critic_loss", "actor_loss", "alpha", "categorical_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key

@@ -4,6 +4,7 @@ sharding, and the few collectives a data-parallel training loop needs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,21 @@ class World:
         value = value.detach().clone().float()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         return value.item() / self.size
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's `tensor` concatenated along dim 0, in rank order, with gradients
+        flowing back to each rank's own part (torch.distributed.nn's autograd all_gather)."""
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(tensor), dim=0)
+
+    def average_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
+        """Replace each parameter's gradient by its mean over the ranks (what DDP does in
+        backward, for steps that backpropagate into a subset of the parameters)."""
+        for parameter in parameters:
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+                parameter.grad /= self.size
 
     def barrier(self) -> None:
         dist.barrier()

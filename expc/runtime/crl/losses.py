@@ -30,25 +30,28 @@ def energy(sa_repr: torch.Tensor, g_repr: torch.Tensor) -> torch.Tensor:
 
 
 def critic_loss(
-    logits: torch.Tensor, logsumexp_penalty: float = LOGSUMEXP_PENALTY
+    logits: torch.Tensor, logsumexp_penalty: float = LOGSUMEXP_PENALTY, *, offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE over each row (a softmax over the batch's goals) plus
     `logsumexp_penalty * mean(logsumexp_j(logits[i, j] + 1e-6)^2)`.
 
+    `offset`: row i's positive is goal i + offset, for a rank holding rows
+    offset..offset + rows - 1 of a batch whose goals are all gathered (DDP).
     Returns (loss, the mean row logsumexp), the latter logged by the paper.
     """
     logsumexp = torch.logsumexp(logits, dim=1)
-    infonce = -(logits.diagonal() - logsumexp).mean()
+    infonce = -(logits.diagonal(offset) - logsumexp).mean()
     # The paper adds 1e-6 inside the penalty's logsumexp; kept for fidelity.
     penalised = torch.logsumexp(logits + 1e-6, dim=1)
     return infonce + logsumexp_penalty * (penalised**2).mean(), logsumexp.mean()
 
 
 @torch.no_grad()
-def categorical_accuracy(logits: torch.Tensor) -> torch.Tensor:
-    """How often row i's largest logit is its own goal i: the contrastive classifier's
-    accuracy at picking the true future among the batch's B goals (chance is 1/B)."""
-    target = torch.arange(logits.shape[0], device=logits.device)
+def categorical_accuracy(logits: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
+    """How often row i's largest logit is its own goal i (+ offset, see `critic_loss`): the
+    contrastive classifier's accuracy at picking the true future among the batch's B goals
+    (chance is 1/B)."""
+    target = torch.arange(logits.shape[0], device=logits.device) + offset
     return (logits.argmax(dim=1) == target).float().mean()
 
 

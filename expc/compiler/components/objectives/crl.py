@@ -116,8 +116,15 @@ OBJECTIVE = Objective(
         "env_steps_per_s",
     ),
     templates={"train.py": "objectives/crl.py.j2"},
-    # bf16 autocast around the networks' forward passes in the gradient step.
-    target=TargetSupport(precision=("fp32", "bf16"), variable=frozenset({"precision"})),
+    # bf16 autocast around the networks' forward passes in the gradient step. DDP: every
+    # rank collects the same trajectories (replay buffers stay identical) and trains on
+    # its rows of each batch, contrasting them against every rank's goals.
+    target=TargetSupport(
+        precision=("fp32", "bf16"),
+        strategy=("single", "ddp"),
+        ddp_batch=(("train", "batch_size"),),
+        variable=frozenset({"precision"}),
+    ),
     run_rules=(_replay_holds_the_prefill,),
     report="expc.runtime.crl.report:analyse",
     # `--smoke` without a `profile smoke`: a few envs and updates, two evaluations.

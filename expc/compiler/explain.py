@@ -30,12 +30,13 @@ def _is_symbol(model: type[BaseModel], name: str) -> bool:
 
 def _symbol_paths(config: ir.Config) -> set[tuple[str, ...]]:
     """Paths whose values are written as bare names (the Literal-typed ones)."""
-    role = components.for_config(config).objective.needs
-    found = leaves(config, role=role)
+    found = leaves(config, role=components.for_config(config).used_as)
     return {leaf.path for leaf in found if _is_symbol(leaf.owner, leaf.path[-1])}
 
 
-def _block(node: BaseModel, header: str, depth: int, skip: set[str], role: str) -> list[str]:
+def _block(
+    node: BaseModel, header: str, depth: int, skip: set[str], role: frozenset[str]
+) -> list[str]:
     pad = "  " * depth
     lines = [f"{pad}{header} {{"]
     for name in ir.user_fields(type(node)):
@@ -59,7 +60,7 @@ def config_text(config: ir.Config) -> str:
         label_field = info.label
         header = section + (f" {getattr(node, label_field)}" if label_field else "")
         skip = {label_field} if label_field else set()
-        lines += _block(node, header, 0, skip, composition.objective.needs)
+        lines += _block(node, header, 0, skip, composition.used_as)
         lines.append("")
     lines.append(f"metrics = {_value(config.metrics, True)}")
     return "\n".join(lines) + "\n"

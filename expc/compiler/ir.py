@@ -147,17 +147,19 @@ class Spec(Node):
         return None
 
 
-def roles(network_kinds: str) -> dict[str, Any]:
-    """Field metadata: the field applies only when the family is used as one of these kinds
-    of network (a transformer's `patch` only as an image denoiser)."""
-    return {"roles": tuple(network_kinds.split())}
+def roles(kinds: str) -> dict[str, Any]:
+    """Field metadata: the field applies only when its component is used as one of these
+    kinds: a family as a kind of network (a transformer's `patch` only as an image
+    denoiser), a data source as a kind of data (arithmetic's `context` only as text)."""
+    return {"roles": tuple(kinds.split())}
 
 
-def applies(model: type[BaseModel], field: str, role: str | None) -> bool:
-    """Whether a field means anything for a family used as `role` (None: every field)."""
+def applies(model: type[BaseModel], field: str, used_as: frozenset[str] | None) -> bool:
+    """Whether a field means anything for a component used as `used_as` (the objective's
+    network kind and data kind; None: every field applies)."""
     extra = model.model_fields[field].json_schema_extra
     only = extra.get("roles") if isinstance(extra, dict) else None
-    return role is None or not only or role in only  # type: ignore[operator]
+    return used_as is None or not only or bool(used_as & set(only))  # type: ignore[arg-type]
 
 
 def is_structural(model: type[BaseModel], field: str) -> bool:

@@ -57,7 +57,9 @@ class ConfigField:
         return ".".join(self.path)
 
 
-def leaves(node: BaseModel, prefix: tuple[str, ...] = (), role: str | None = None) -> list[Leaf]:
+def leaves(
+    node: BaseModel, prefix: tuple[str, ...] = (), role: frozenset[str] | None = None
+) -> list[Leaf]:
     """Every value-holding path of an IR node, in declaration order. It walks the node's
     own classes, since a field such as `model` may hold any family that fits; fields that
     do not apply to the network's role (see `ir.roles`) are left out."""
@@ -109,7 +111,7 @@ class Plan:
         self.spec = spec
         self.configs = [run.config for run in spec.runs]
         self.composition = components.for_config(spec.config)
-        self.leaves = leaves(spec.config, role=self.composition.objective.needs)
+        self.leaves = leaves(spec.config, role=self.composition.used_as)
 
     def values(self, dotted: str) -> list[Any]:
         """The sorted distinct values a path takes across runs."""

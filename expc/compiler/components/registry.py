@@ -213,6 +213,11 @@ class Composition:
         return sections(self.objective)
 
     @property
+    def used_as(self) -> frozenset[str]:
+        """The kinds the family and the data are used as here (see `ir.roles`)."""
+        return frozenset({self.objective.needs, self.objective.consumes})
+
+    @property
     def report(self) -> str | None:
         return self.objective.report
 
@@ -230,21 +235,24 @@ class Composition:
         )
 
     def _fields_fit_the_role(self, config: ir.Config) -> Iterator[Diagnostic]:
-        """A field the spec sets that means nothing for the network's role (a transformer's
-        `patch` in a language model) is an error, not silently dropped."""
-        role = self.objective.needs
-        model = config.model
-        for name in model.field_spans:
-            if name in type(model).model_fields and not ir.applies(type(model), name, role):
-                kinds = type(model).model_fields[name].json_schema_extra["roles"]  # type: ignore[index]
-                yield Diagnostic(
-                    f"`model.{name}` applies to `model {self.architecture.family}` only as "
-                    + " or ".join(NETWORK_TEXT[k] for k in kinds)
-                    + f"; `objective {self.objective.kind}` uses it as "
-                    + NETWORK_TEXT[role],
-                    model.span_of(name),
-                    help=f"remove `{name}`",
-                )
+        """A field the spec sets that means nothing in the component's role here (a
+        transformer's `patch` in a language model) is an error, not silently dropped."""
+        for section, label, used_as, texts in (
+            ("model", config.model.family, self.objective.needs, NETWORK_TEXT),
+            ("data", config.data.kind, self.objective.consumes, YIELD_TEXT),
+        ):
+            node = getattr(config, section)
+            fields = type(node).model_fields
+            for name in node.field_spans:
+                if name in fields and not ir.applies(type(node), name, self.used_as):
+                    kinds = fields[name].json_schema_extra["roles"]  # type: ignore[index]
+                    yield Diagnostic(
+                        f"`{section}.{name}` applies to `{section} {label}` only as "
+                        + " or ".join(texts[k] for k in kinds)
+                        + f"; `objective {self.objective.kind}` uses it as {texts[used_as]}",
+                        node.span_of(name),
+                        help=f"remove `{name}`",
+                    )
 
     @cached_property
     def spec_rules(self) -> tuple[SpecRule, ...]:

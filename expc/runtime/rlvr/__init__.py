@@ -19,6 +19,7 @@ from expc.runtime.rlvr.report import passk_summary, write_passk
 from expc.runtime.rlvr.stages import (
     count_correct,
     demonstration_batch,
+    demonstration_text,
     masked_next_token_loss,
     reward,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "crossover_k",
     "decode",
     "demonstration_batch",
+    "demonstration_text",
     "encode",
     "extract_answer",
     "group_advantages",

@@ -39,6 +39,21 @@ def demonstration_batch(
     return tokens, mask
 
 
+def demonstration_text(
+    task: ArithmeticTask, count: int, seed: int, *, held_out: bool = False
+) -> str:
+    """`count` problems with (noisy) worked solutions, one a line, as one text: what a
+    language model trains on when `objective next_token` reads `data arithmetic`. Training
+    problems, or with `held_out` the held-out ones (for validation); never both."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    while len(lines) < count:
+        problem = task.random_problem(rng)
+        if task.is_test(problem) == held_out:
+            lines.append(problem.prompt + task.demonstration(problem, rng))
+    return "".join(lines)
+
+
 def masked_next_token_loss(
     model: Any, tokens: torch.Tensor, mask: torch.Tensor, *, count: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler.components.base import DataSource
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, roles
 
 
 class ArithmeticData(Node):
@@ -28,6 +28,15 @@ class ArithmeticData(Node):
     subtract: bool = True
     noise: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    # As text (`objective next_token`): `demonstrations` worked solutions of training
+    # problems, one a line, read in windows of `context` bytes; a tenth as many of the
+    # held-out problems are the validation text.
+    demonstrations: Annotated[int, Field(ge=10, le=10**8)] = Field(
+        20_000, json_schema_extra=roles("text")
+    )
+    context: Annotated[int, Field(ge=2, le=65536)] = Field(64, json_schema_extra=roles("text"))
 
 
-DATA = DataSource(kinds=("arithmetic",), node=ArithmeticData, yields=frozenset({"problems"}))
+DATA = DataSource(
+    kinds=("arithmetic",), node=ArithmeticData, yields=frozenset({"problems", "text"})
+)

@@ -241,3 +241,25 @@ def test_a_data_field_of_another_role_is_refused() -> None:
     message = error_text(text)
     assert "`data.context` applies to `data arithmetic` only as text" in message
     assert "test.exp:2:29" in message
+
+
+def test_residual_mlp_norms_combine_in_one_spec(tmp_path: Path) -> None:
+    text = (
+        "experiment crlnorm {}\ndata maze {}\nmodel residual_mlp { depth = 4 width = 32 }\n"
+        "objective crl {}\nvariant layernorm {}\nvariant rmsnorm { model.norm = rmsnorm }\n"
+        "variant plain { model.norm = none }\n"
+    )
+    files = compile_text(text).files
+    model_module, train_module = import_generated(files, tmp_path / "pkg")
+    import torch
+
+    kinds = {}
+    for name in ("layernorm", "rmsnorm", "plain"):
+        layer = model_module.Layer(32, train_module.RUNS[name].model)
+        kinds[name] = type(layer.norm)
+        assert layer(torch.randn(3, 32)).shape == (3, 32)
+    assert kinds == {
+        "layernorm": torch.nn.LayerNorm,
+        "rmsnorm": torch.nn.RMSNorm,
+        "plain": torch.nn.Identity,
+    }

@@ -30,7 +30,7 @@ class ResidualMLP(Node):
     width: Annotated[int, Field(ge=1, le=65536)] = 256
     block_layers: Annotated[int, Field(ge=1, le=64)] = 4
     representation: Annotated[int, Field(ge=1, le=65536)] = 64
-    norm: Literal["layernorm", "none"] = Field("layernorm", json_schema_extra=STRUCTURAL)
+    norm: Literal["layernorm", "rmsnorm", "none"] = Field("layernorm", json_schema_extra=STRUCTURAL)
     activation: Literal["swish", "relu"] = Field("swish", json_schema_extra=STRUCTURAL)
     skip: bool = Field(True, json_schema_extra=STRUCTURAL)
 

@@ -263,3 +263,22 @@ def test_residual_mlp_norms_combine_in_one_spec(tmp_path: Path) -> None:
         "rmsnorm": torch.nn.RMSNorm,
         "plain": torch.nn.Identity,
     }
+
+
+def test_the_transformer_probe_measures_an_rlvr_policy(tmp_path: Path) -> None:
+    """Probe metrics belong to the transformer: an RLVR policy reports them too."""
+    spec = tmp_path / "rlvr_probe.exp"
+    spec.write_text(
+        "experiment rlvr_probe {}\ndata arithmetic {}\n"
+        "model transformer { layers = 1 width = 16 heads = 2 attention { gate = headwise } }\n"
+        "objective rlvr {}\n"
+        "metrics = [train_loss, pass_at_1, first_token_attention, max_activation, gate_score]\n"
+    )
+    result = run_cli(
+        "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "gen"
+    )
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "runs" / "rlvr_probe" / "main")
+    for row in rows:
+        assert 0.0 < row["first_token_attention"] <= 1.0
+        assert 0.0 < row["gate_score"] < 1.0 and row["max_activation"] > 0.0

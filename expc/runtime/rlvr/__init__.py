@@ -22,6 +22,7 @@ from expc.runtime.rlvr.stages import (
     demonstration_text,
     masked_next_token_loss,
     reward,
+    solution_batch,
 )
 from expc.runtime.rlvr.tasks import (
     STOP_TOKEN,
@@ -46,6 +47,7 @@ __all__ = [
     "decode",
     "demonstration_batch",
     "demonstration_text",
+    "solution_batch",
     "encode",
     "extract_answer",
     "group_advantages",

@@ -39,6 +39,18 @@ def demonstration_batch(
     return tokens, mask
 
 
+def solution_batch(
+    task: ArithmeticTask, problems: Sequence[Problem], rng: random.Random
+) -> torch.Tensor:
+    """Each problem's prompt and a (noisy) worked solution, right-padded with the stop
+    token: (len(problems), L) tokens for measuring a model on whole sequences."""
+    rows = [encode(p.prompt) + encode(task.demonstration(p, rng)) for p in problems]
+    tokens = torch.full((len(rows), max(map(len, rows))), STOP_TOKEN, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens
+
+
 def demonstration_text(
     task: ArithmeticTask, count: int, seed: int, *, held_out: bool = False
 ) -> str:

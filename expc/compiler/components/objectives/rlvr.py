@@ -164,6 +164,7 @@ OBJECTIVE = Objective(
     ),
     run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",
+    measures_architecture=True,  # the probe on held-out worked solutions, at every row
     # `--smoke` without a `profile smoke`: a few steps of each stage, a tiny pass@k.
     smoke=(
         ir.Override(path=("train", "pretrain", "steps"), value=20),

@@ -5,9 +5,11 @@
 
 Intra- and inter-model similarity of sampled answers to open-ended prompts
 
-Generated from specs/hivemind.exp. Nothing is trained: each run samples every generator on
-the prompt set with its decoding setting, embeds the answers, and measures how alike they
-are within each model (intra-model) and between models (inter-model).
+Nothing is trained: each run samples every generator on the prompt set with its decoding
+setting, embeds the answers, and measures how alike they are within each model
+(intra-model) and between models (inter-model).
+
+Generated from specs/hivemind.exp.
 Every run of the spec, with a progress bar and a report:
 
     expc run specs/hivemind.exp

@@ -312,6 +312,22 @@ def fmt(
 
 
 @app.command()
+def components() -> None:
+    """Print which model families and data kinds fit each objective, and its targets."""
+    from rich.table import Table
+
+    from expc.compiler import components as registry
+
+    rows = registry.support_table()
+    table = Table(title="What combines: objective x architecture x data x target")
+    for column in rows[0]:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    out.print(table)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the IR (for editors and other tools)."""
     from expc.compiler import components

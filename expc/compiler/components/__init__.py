@@ -19,6 +19,7 @@ from expc.compiler.components.registry import (
     section_names,
     smoke_profile,
     spec_schema,
+    support_table,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "section_names",
     "smoke_profile",
     "spec_schema",
+    "support_table",
 ]

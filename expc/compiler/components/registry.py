@@ -98,6 +98,27 @@ def misfit(objective: Objective, section: str, label: str) -> str | None:
     return None
 
 
+def support_table() -> list[dict[str, str]]:
+    """One row per objective: what it needs and takes, and the targets its code implements."""
+    rows = []
+    for kind, objective in all_objectives().items():
+        support = objective.target
+        rows.append(
+            {
+                "objective": kind,
+                "network": NETWORK_TEXT[objective.needs],
+                "families": ", ".join(families_for(objective)),
+                "data": ", ".join(data_for(objective)),
+                "precision": ", ".join(support.precision),
+                "compile": "yes" if True in support.compile else "no",
+                "kernels": ", ".join(support.kernels),
+                "strategy": ", ".join(support.strategy),
+                "varies": ", ".join(sorted(support.variable)) or "-",
+            }
+        )
+    return rows
+
+
 def compatibility() -> list[tuple[str, str, str]]:
     """(objective, families that fit, data kinds that fit), for docs and `expc components`."""
     return [

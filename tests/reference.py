@@ -11,16 +11,22 @@ import torch.nn.functional as F
 def reference_attention(
     attn,
     x: torch.Tensor,
-    rope: tuple[torch.Tensor, torch.Tensor],
+    rope: tuple[torch.Tensor, torch.Tensor] | None,
     gate: str = "none",
     position: str = "sdpa",
     activation: str = "sigmoid",
+    causal: bool = True,
 ) -> torch.Tensor:
     """The paper's gate written out: Y' = Y * act(X W), applied to the values (G2) or to
-    each head's attention output (G1), then the output projection W_O."""
+    each head's attention output (G1), then the output projection W_O. rope None: no
+    rotary embeddings (a DiT, a U-Net); causal False: every query sees every key; the
+    projections' biases are added where the module has them."""
     batch, length, width = x.shape
     heads, head_dim = attn.heads, width // attn.heads
-    q, k, v = (x @ attn.qkv.weight.T).split(width, dim=-1)
+    qkv = x @ attn.qkv.weight.T
+    if attn.qkv.bias is not None:
+        qkv = qkv + attn.qkv.bias
+    q, k, v = qkv.split(width, dim=-1)
     q, k, v = (t.view(batch, length, heads, head_dim) for t in (q, k, v))
     scores = None
     if gate != "none":
@@ -29,18 +35,22 @@ def reference_attention(
         assert logits.shape[-1] == (head_dim if gate == "elementwise" else 1)
     if scores is not None and position == "value":
         v = v * scores
-    cos, sin = rope
+    if rope is not None:
+        cos, sin = rope
 
-    def rotate(t: torch.Tensor) -> torch.Tensor:
-        half = head_dim // 2
-        t1, t2 = t[..., :half], t[..., half:]
-        return torch.cat((t1 * cos - t2 * sin, t1 * sin + t2 * cos), dim=-1)
+        def rotate(t: torch.Tensor) -> torch.Tensor:
+            half = head_dim // 2
+            t1, t2 = t[..., :half], t[..., half:]
+            return torch.cat((t1 * cos - t2 * sin, t1 * sin + t2 * cos), dim=-1)
 
-    q, k = rotate(q), rotate(k)
+        q, k = rotate(q), rotate(k)
     logits_qk = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
-    mask = torch.ones(length, length, dtype=torch.bool).tril()
-    probs = logits_qk.masked_fill(~mask, float("-inf")).softmax(-1)
+    if causal:
+        mask = torch.ones(length, length, dtype=torch.bool).tril()
+        logits_qk = logits_qk.masked_fill(~mask, float("-inf"))
+    probs = logits_qk.softmax(-1)
     y = torch.einsum("bhqk,bkhd->bqhd", probs, v)
     if scores is not None and position == "sdpa":
         y = y * scores
-    return y.reshape(batch, length, width) @ attn.proj.weight.T
+    out = y.reshape(batch, length, width) @ attn.proj.weight.T
+    return out + attn.proj.bias if attn.proj.bias is not None else out

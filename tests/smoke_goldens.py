@@ -29,6 +29,7 @@ SPECS = (
     "crl_depth",
     "diffusion_memorization",
     "rlvr_passk",
+    "diffusion_dit_memorization",
     "hivemind",
 )
 # Keys measured by the clock, not by the computation.

@@ -21,7 +21,7 @@ SPEC = "specs/diffusion_memorization.exp"
 TINY = """\
 experiment tiny_diffusion {}
 data shapes { n = 8 held_out = 16 size = 8 }
-model unet { width = 8 channel_multipliers = [1, 2] attention = [false, false] groups = 4 }
+model unet { width = 8 channel_multipliers = [1, 2] attention_levels = [false, false] groups = 4 }
 objective diffusion { timesteps = 50 }
 train { steps = 6 batch_size = 4 ema = 0.9 }
 target cpu { threads = 1 }
@@ -49,7 +49,7 @@ def test_fixed_choices_are_written_into_the_code(tmp_path: Path) -> None:
     assert 'sampler: Literal["ddim", "ddpm"]' in varied_train
     assert 'schedule: Literal["cosine", "linear"]' in varied_train
     assert "method=run.eval.sampler" in varied_train and "SAMPLER =" not in varied_train
-    attended = TINY.replace("attention = [false, false]", "attention = [false, true]")
+    attended = TINY.replace("attention_levels = [false, false]", "attention_levels = [false, true]")
     attended = attended.replace("groups = 4 }", "groups = 4 mid_attention = true }")
     attended_model = compile_text(attended).files["tiny_diffusion/model.py"]
     assert "ATTENTION = (False, True)" in attended_model
@@ -69,7 +69,7 @@ def test_generated_unet_maps_images_to_noise_of_their_shape(
 ) -> None:
     text = TINY.replace("size = 8", f"size = {size} channels = {channels}")
     text = text.replace("channel_multipliers = [1, 2]", f"channel_multipliers = {levels}")
-    text = text.replace("attention = [false, false]", f"attention = {attention}")
+    text = text.replace("attention_levels = [false, false]", f"attention_levels = {attention}")
     model_module, _ = _package(text, tmp_path)
     torch.manual_seed(0)
     model = model_module.UNet(model_module.ModelConfig(), image_channels=channels)

@@ -1,6 +1,7 @@
-"""`objective diffusion`: a small U-Net trained with the DDPM epsilon-prediction objective on
-n images, evaluated for memorization and sample quality at log-spaced training steps
-(issue: why diffusion models don't memorize, Bonnaire et al.).
+"""`objective diffusion`: an image denoiser (`model unet`, or `model transformer` as a DiT)
+trained with the DDPM epsilon-prediction objective on n images, evaluated for memorization
+and sample quality at log-spaced training steps (issue: why diffusion models don't
+memorize, Bonnaire et al.).
 
 Specs select it with `objective diffusion { ... }`.
 """

@@ -60,6 +60,12 @@ class World:
                 dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
                 parameter.grad /= self.size
 
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision (to stop, say), on every rank."""
+        value = torch.tensor([1.0 if flag else 0.0])
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
     def barrier(self) -> None:
         dist.barrier()
 

@@ -6,11 +6,13 @@
 DDPM DiT on n procedural 8x8 shape images: when do samples become good, when do they
 copy?
 
-Generated from specs/diffusion_dit_memorization.exp.
 A DDPM (epsilon prediction) on n images; at log-spaced steps it measures the denoising
 loss on training and held-out images, draws samples, and asks how many copy a training
 image (the memorization criterion of Bonnaire et al.) and how close they are to held-out
-data. Every run of the spec, with a progress bar and a report:
+data.
+
+Generated from specs/diffusion_dit_memorization.exp.
+Every run of the spec, with a progress bar and a report:
 
     expc run specs/diffusion_dit_memorization.exp
 

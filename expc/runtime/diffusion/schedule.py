@@ -87,16 +87,21 @@ def denoising_loss(
     schedule: NoiseSchedule,
     *,
     generator: torch.Generator | None = None,
+    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The DDPM "simple" loss: mean over pixels and images of ||eps - eps_theta(x_t, t)||^2,
     with t ~ U{0, ..., T-1} and eps ~ N(0, I) per image.
 
     Pass a seeded generator to get the same (t, eps) every call, which turns this into a
     low-variance evaluation of train or test loss; without one it uses the global RNG.
+    `shard` (DDP): (t, eps) are drawn for the whole batch, then each rank keeps its slice of
+    images, timesteps and noise, so the ranks together see exactly the one-process batch.
     """
     # Drawn where the generator lives (a CPU generator also serves a CUDA model), then moved.
     device = generator.device if generator is not None else x0.device
     t = torch.randint(0, schedule.steps, (x0.shape[0],), generator=generator, device=device)
     noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
     t, noise = t.to(x0.device), noise.to(x0.device)
+    if shard is not None:
+        x0, t, noise = shard(x0), shard(t), shard(noise)
     return F.mse_loss(eps_model(schedule.q_sample(x0, t, noise), t), noise)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from expc.compiler import ir
-from expc.compiler.components.base import Objective
+from expc.compiler.components.base import Objective, TargetSupport
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -163,6 +163,15 @@ OBJECTIVE = Objective(
         "quality",
     ),
     templates={"train.py": "objectives/diffusion.py.j2"},
+    # Autocast and torch.compile around the training loss (sampling stays fp32 and eager);
+    # DDP: every rank draws the same images, timesteps and noise and trains on its shard.
+    target=TargetSupport(
+        precision=("fp32", "bf16", "fp16"),
+        compile=(False, True),
+        strategy=("single", "ddp"),
+        ddp_batch=(("train", "batch_size"),),
+        variable=frozenset({"precision", "compile"}),
+    ),
     run_rules=(_betas_increase, _sampling_steps_fit, _first_eval_within_training),
     variable_structure=frozenset({("objective", "schedule"), ("eval", "sampler")}),
     report="expc.runtime.diffusion.report:analyse",

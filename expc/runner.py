@@ -167,7 +167,7 @@ def execute(
         with progress_bar() as bar:
             for name in pending:
                 config = config_of(name)
-                task = Progress(bar, name, config.train.steps)
+                task = Progress(bar, name, getattr(config.train, "total_steps", config.train.steps))
                 try:
                     final = module.train(
                         config, experiment_dir / name, task, device=device, resume=resume

@@ -313,3 +313,79 @@ def test_diffusion_ddp_two_ranks_reach_the_weights_of_one_rank(tmp_path: Path) -
     for a, b in zip(two, one, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["test_denoising_loss"] == pytest.approx(b["test_denoising_loss"], rel=1e-3)
+
+
+FINETUNE = MINIMAL.replace(
+    "train { steps = 2 batch_size = 2 eval_every = 1 eval_batches = 1 }",
+    "train {\n  steps = 6\n  batch_size = 4\n  eval_every = 3\n  eval_batches = 1\n"
+    "  finetune {\n    steps = 6\n    batch_size = 2\n    lr = 1e-3\n    eval_every = 3\n"
+    "    data arithmetic { demonstrations = 200 context = 12 }\n  }\n}",
+)
+
+
+class _CrashAfter:
+    """A progress sink that raises after `steps` training steps: a crash mid-run."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def advance(self, steps: int = 1, loss: float | None = None) -> None:
+        if loss is not None:
+            self.left -= 1
+            if self.left == 0:
+                raise KeyboardInterrupt
+
+
+def test_a_finetune_stage_starts_from_the_first_and_trains_on_its_own_data(
+    tmp_path: Path,
+) -> None:
+    staged = compile_text(FINETUNE).files
+    assert "def load_finetune_data(config: TrainConfig)" in staged["tiny/train.py"]
+    _, train_module = import_generated(staged, tmp_path / "staged")
+    run = train_module.RUNS["main"]
+    assert run.train.total_steps == 12 and run.train.finetune_data_context == 12
+    train_module.train(run, tmp_path / "staged_out")
+    rows = _rows(tmp_path / "staged_out")
+    assert [(r["step"], r["stage"]) for r in rows] == [(3, 1), (6, 1), (9, 2), (12, 2)]
+    assert rows[2]["tokens"] == 6 * 4 * 16 + 3 * 2 * 12  # stage 1's, then stage 2's windows
+    # Stage 1 is the same run as a spec without the stage.
+    single = MINIMAL.replace(
+        "train { steps = 2 batch_size = 2 eval_every = 1 eval_batches = 1 }",
+        "train { steps = 6 batch_size = 4 eval_every = 3 eval_batches = 1 }",
+    )
+    _, single_module = import_generated(compile_text(single).files, tmp_path / "single")
+    single_module.train(single_module.RUNS["main"], tmp_path / "single_out")
+    for a, b in zip(rows[:2], _rows(tmp_path / "single_out"), strict=True):
+        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == b["train_loss"]
+
+
+def test_a_run_resumed_inside_the_finetune_stage_ends_as_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    _, train_module = import_generated(compile_text(FINETUNE).files, tmp_path / "pkg")
+    run = train_module.RUNS["main"]
+    train_module.train(run, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):  # after step 10; the checkpoint is step 9's
+        train_module.train(run, tmp_path / "resumed", progress=_CrashAfter(10))
+    train_module.train(run, tmp_path / "resumed", resume=True)
+    timeless = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in _rows(tmp_path / "whole")]
+    resumed = [
+        {k: v for k, v in r.items() if k != "elapsed_s"} for r in _rows(tmp_path / "resumed")
+    ]
+    assert resumed == timeless
+
+
+def test_a_finetune_stage_only_some_runs_have_is_refused() -> None:
+    text = MINIMAL + "variant plain {}\nvariant tuned {\n  train.finetune.steps = 10\n}\n"
+    message = error_text(text)
+    assert "`train.finetune` and its `data` kind must be the same in every run" in message
+
+
+def test_the_stage_data_union_is_every_kind_that_yields_text() -> None:
+    from typing import get_args
+
+    from expc.compiler.components.objectives import next_token
+
+    union = get_args(get_args(next_token.TextSource)[0])
+    fits = registry.data_for(components.for_objective("next_token"))
+    assert set(union) == {source.node for source in fits.values()}

@@ -43,7 +43,13 @@ def _block(
         if name in skip or not ir.applies(type(node), name, role):
             continue
         value = getattr(node, name)
-        if isinstance(value, ir.Node):
+        annotation = type(node).model_fields[name].annotation
+        labelled = ir.labelled_choices(annotation)
+        if value is None and (labelled or ir.block_class(annotation)):
+            continue  # an optional block the spec left out (a stage, its data)
+        if isinstance(value, ir.Node) and labelled:
+            lines += _block(value, f"{name} {value.kind}", depth + 1, {"kind"}, role)
+        elif isinstance(value, ir.Node):
             lines += _block(value, name, depth + 1, set(), role)
         else:
             literal = _is_symbol(type(node), name)

@@ -14,7 +14,7 @@ hyperparameters and always appear in the generated config dataclasses.
 from __future__ import annotations
 
 import keyword
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 from pydantic.json_schema import SkipJsonSchema
@@ -160,6 +160,35 @@ def applies(model: type[BaseModel], field: str, used_as: frozenset[str] | None) 
     extra = model.model_fields[field].json_schema_extra
     only = extra.get("roles") if isinstance(extra, dict) else None
     return used_as is None or not only or bool(used_as & set(only))  # type: ignore[arg-type]
+
+
+def labelled_choices(annotation: Any) -> dict[str, type[Node]]:
+    """label -> class for a field that holds one of several kinds of block, written with a
+    label as at the top level (`finetune { data arithmetic { ... } }`); {} otherwise."""
+
+    def members(tp: Any) -> list[type[Node]]:
+        if isinstance(tp, type):
+            return [tp] if issubclass(tp, Node) else []
+        return [m for arg in get_args(tp) for m in members(arg)]
+
+    found: dict[str, type[Node]] = {}
+    candidates = members(annotation) if not isinstance(annotation, type) else []
+    for member in candidates:
+        if "kind" in member.model_fields:
+            kinds = get_args(member.model_fields["kind"].annotation)
+            found.update(dict.fromkeys((k for k in kinds if isinstance(k, str)), member))
+    return found
+
+
+def block_class(annotation: Any) -> type[Node] | None:
+    """The block class of a field written as a nested block: `Attention`, or the `X` of an
+    optional block `X | None` (a stage the spec may leave out); None for a value field."""
+    if isinstance(annotation, type):
+        return annotation if issubclass(annotation, Node) else None
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if len(members) == 1 and isinstance(members[0], type) and issubclass(members[0], Node):
+        return members[0]
+    return None
 
 
 def is_structural(model: type[BaseModel], field: str) -> bool:

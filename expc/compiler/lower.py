@@ -93,8 +93,8 @@ class _Lowering:
         raw = RawBlock(block.kind, block.label, block.label_span, block.kind_span)
         for item in block.items:
             if isinstance(item, Block):
-                if item.label is not None:
-                    self.error(f"block `{item.kind}` takes no label", item.label_span)
+                # A label is checked where the block's field is known (`convert`): only a
+                # field that holds one of several kinds takes one (`data arithmetic`).
                 if item.kind in raw.fields:
                     self.error(f"block `{item.kind}` is declared twice", item.kind_span)
                     continue
@@ -245,15 +245,48 @@ class _Lowering:
                 )
                 continue
             annotation = model.model_fields[name].annotation
-            nested = isinstance(annotation, type) and issubclass(annotation, ir.Node)
-            if nested:
+            block = ir.block_class(annotation)
+            choices = ir.labelled_choices(annotation)
+            if isinstance(entry, RawBlock) and entry.label is not None and not choices:
+                self.error(f"block `{name}` takes no label", entry.label_span)
+                continue
+            if choices:
+                if not isinstance(entry, RawBlock):
+                    self.error(
+                        f"`{'.'.join((*loc, name))}` is a block; set one of its fields", key_span
+                    )
+                    continue
+                example = next(iter(choices))
+                if entry.label is None:
+                    self.error(
+                        f"block `{name}` needs a label",
+                        entry.span,
+                        f"write `{name} {example} {{ ... }}`",
+                    )
+                    continue
+                chosen = choices.get(entry.label)
+                if chosen is None:
+                    self.error(
+                        f"unknown {name} kind `{entry.label}`",
+                        entry.label_span,
+                        did_you_mean(entry.label, choices)
+                        or "expected one of " + ", ".join(f"`{k}`" for k in choices),
+                    )
+                    continue
+                data[name] = self.convert(entry, chosen, (*loc, name), spans)
+                data[name]["kind"] = entry.label
+                data[name]["field_spans"]["kind"] = entry.label_span or entry.span
+                data["field_spans"][name] = entry.span
+                spans[(*loc, name)] = entry.span
+                spans[(*loc, name, "kind")] = entry.label_span or entry.span
+            elif block is not None:
                 if not isinstance(entry, RawBlock):
                     self.error(
                         f"`{'.'.join((*loc, name))}` is a block; set one of its fields",
                         key_span,
                     )
                     continue
-                data[name] = self.convert(entry, annotation, (*loc, name), spans)
+                data[name] = self.convert(entry, block, (*loc, name), spans)
                 data["field_spans"][name] = entry.span
                 spans[(*loc, name)] = entry.span
             else:

@@ -69,6 +69,9 @@ def leaves(
         if not ir.applies(model, name, role):
             continue
         value = getattr(node, name)
+        annotation = model.model_fields[name].annotation
+        if value is None and (ir.labelled_choices(annotation) or ir.block_class(annotation)):
+            continue  # an optional block the spec left out (a stage, its data): no fields
         if isinstance(value, ir.Node):
             found.extend(leaves(value, (*prefix, name), role))
         else:

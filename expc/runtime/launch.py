@@ -91,7 +91,9 @@ def main(
             for name in names:
                 config = apply_overrides(runs[name], overrides)
                 with progress_bar() as bar:
-                    task = Progress(bar, name, config.train.steps)
+                    task = Progress(
+                        bar, name, getattr(config.train, "total_steps", config.train.steps)
+                    )
                     final = train(
                         config, out / experiment / name, task, device=device, resume=resume
                     )

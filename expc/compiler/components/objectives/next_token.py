@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from expc.compiler.components.base import Objective, TargetSupport
+from expc.compiler.components.data.arithmetic import ArithmeticData
+from expc.compiler.components.data.text import TextData
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
@@ -60,6 +62,26 @@ METRIC_HELP: dict[str, str] = {
 # --- cross-field rules -------------------------------------------------------------------
 
 
+def _finetune_data_in_every_run_or_none(spec: Any) -> Iterator[Diagnostic]:
+    """A stage and its data are code (a second loop, a loader): every run has them, with one
+    kind of data, or none does."""
+
+    def shape(config: Any) -> tuple[bool, str | None]:
+        stage = config.train.finetune
+        return stage is not None, stage.data.kind if stage and stage.data else None
+
+    base = shape(spec.config)
+    for run in spec.runs:
+        if shape(run.config) != base:
+            stage = run.config.train.finetune or run.config.train
+            yield Diagnostic(
+                "`train.finetune` and its `data` kind must be the same in every run",
+                stage.span_of("data") if run.config.train.finetune else stage.span,
+                help="give the base spec the stage (and its data), and vary only their fields",
+            )
+            return
+
+
 def _long_context_needs_the_base_context(config: Any) -> Iterator[Diagnostic]:
     multiples = config.eval.context_multiples
     if 1 not in multiples or len(set(multiples)) != len(multiples):
@@ -69,6 +91,28 @@ def _long_context_needs_the_base_context(config: Any) -> Iterator[Diagnostic]:
             config.eval.span_of("context_multiples"),
             help="for example `context_multiples = [1, 2, 4]`",
         )
+
+
+# The data a stage may read instead of the spec's `data`: every kind that yields text
+# (tests/test_components.py checks this against the registry's table).
+TextSource = Annotated[TextData | ArithmeticData, Field(discriminator="kind")]
+
+
+class Finetune(Node):
+    """`finetune { ... }` in `train`: a second stage of `steps` steps that starts
+    from the first stage's final weights with a fresh AdamW (the same betas and weight
+    decay), its own warmup and cosine decay of `lr` to `min_lr_ratio * lr`, its own batch
+    size, and an evaluation every `eval_every` steps. `data KIND { ... }` inside it trains
+    the stage on other text (`data arithmetic`, another corpus); without it the stage
+    continues on the spec's `data`. Metrics rows carry their `stage` (1 or 2)."""
+
+    steps: Annotated[int, Field(ge=1, le=10**9)] = 100
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    lr: Annotated[float, Field(gt=0.0, le=10.0)] = 3e-4
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    warmup: Annotated[int, Field(ge=0, le=10**9)] = 0
+    eval_every: Annotated[int, Field(ge=1, le=10**9)] = 100
+    data: TextSource | None = None
 
 
 class Train(Node):
@@ -91,6 +135,7 @@ class Train(Node):
     spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
     # Checkpoint (atomically) every N steps; 0 = at every evaluation. `--resume` continues.
     checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
+    finetune: Finetune | None = None
 
 
 OBJECTIVE = Objective(
@@ -111,5 +156,6 @@ OBJECTIVE = Objective(
         variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_long_context_needs_the_base_context,),
+    spec_rules=(_finetune_data_in_every_run_or_none,),
     measures_architecture=True,
 )

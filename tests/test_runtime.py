@@ -65,6 +65,27 @@ def test_checkpoint_round_trip_and_no_temp_file_left(tmp_path: Path) -> None:
     assert set(state["rng"]) == {"torch", "numpy", "python"}
 
 
+def test_a_checkpoint_holds_several_models_and_optimisers(tmp_path: Path) -> None:
+    """No single model or optimiser is assumed: each part with a state_dict is saved as it."""
+    actor, critic = torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)
+    optimizers = {
+        "actor_optimizer": torch.optim.Adam(actor.parameters()),
+        "critic_optimizer": torch.optim.SGD(critic.parameters(), lr=0.1),
+    }
+    critic(actor(torch.randn(4, 3))).sum().backward()
+    for optimizer in optimizers.values():
+        optimizer.step()
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, step=3, actor=actor, critic=critic, **optimizers, sums={"loss": 1.5})
+    state = load_checkpoint(path)
+    assert set(state) == {"actor", "critic", *optimizers, "step", "rng", "sums"}
+    assert state["critic_optimizer"]["param_groups"][0]["lr"] == 0.1
+    restored = torch.nn.Linear(2, 1)
+    restored.load_state_dict(state["critic"])
+    torch.testing.assert_close(restored.weight, critic.weight)
+    assert state["sums"] == {"loss": 1.5} and state["step"] == 3
+
+
 def test_report_tables_final_rows_of_every_run(tmp_path: Path) -> None:
     for name, loss in (("a", 2.0), ("b", 1.5)):
         logger = MetricsLogger(tmp_path / name, config={})

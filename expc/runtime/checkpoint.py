@@ -11,21 +11,25 @@ import numpy as np
 import torch
 
 
-def save_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, **extra: Any
-) -> None:
-    """Model, optimiser, step and every RNG state, via a temp file and an atomic rename."""
+def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
+    """The step, every RNG state, and each named part, via a temp file and an atomic rename.
+
+    A part with a `state_dict()` (a model, each of several optimisers, a gradient scaler) is
+    stored as its state dict, anything else (generator states, running sums, the run's
+    config) as it is: `model=agent, actor=..., critic=..., buffer=...`. A checkpoint that
+    others read (a hivemind generator, `expc serve`, a later stage) names its network
+    `model` and the run's config `run`.
+    """
     path = Path(path)
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-        },
-        **extra,
+        name: part.state_dict() if hasattr(part, "state_dict") else part
+        for name, part in parts.items()
+    }
+    state["step"] = step
+    state["rng"] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
     }
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as file:

@@ -376,7 +376,6 @@ def train(
             runtime.save_checkpoint(
                 checkpoint_path,
                 model=agent,
-                optimizer=optimizers["critic"],
                 step=done,
                 run=asdict(run),
                 optimizers={name: optimizer.state_dict() for name, optimizer in optimizers.items()},

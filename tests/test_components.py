@@ -389,3 +389,22 @@ def test_the_stage_data_union_is_every_kind_that_yields_text() -> None:
     union = get_args(get_args(next_token.TextSource)[0])
     fits = registry.data_for(components.for_objective("next_token"))
     assert set(union) == {source.node for source in fits.values()}
+
+
+@pytest.mark.slow  # inductor compiles each network on the CPU: ~1 min
+@pytest.mark.parametrize("objective", ["crl", "rlvr", "diffusion"])
+def test_compiled_variant_trains_as_its_eager_twin(objective: str, tmp_path: Path) -> None:
+    spec = tmp_path / "compiled.exp"
+    variants = "variant eager {}\nvariant compiled { target.compile = true }\n"
+    spec.write_text(BF16_SPECS[objective] + variants)
+    result = run_cli(
+        "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "generated"
+    )
+    assert result.exit_code == 0, result.output
+    experiment = next((tmp_path / "runs").iterdir())
+    eager, compiled = (_rows(experiment / name) for name in ("eager", "compiled"))
+    assert [r["step"] for r in eager] == [r["step"] for r in compiled]
+    key = {"crl": "critic_loss", "rlvr": "train_loss", "diffusion": "train_loss"}[objective]
+    for a, b in zip(eager, compiled, strict=True):
+        if key in a:  # rlvr's stage-2 rows have no training loss
+            assert a[key] == pytest.approx(b[key], rel=1e-3), key

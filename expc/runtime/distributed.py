@@ -54,11 +54,18 @@ class World:
 
     def average_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
         """Replace each parameter's gradient by its mean over the ranks (what DDP does in
-        backward, for steps that backpropagate into a subset of the parameters)."""
-        for parameter in parameters:
-            if parameter.grad is not None:
-                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
-                parameter.grad /= self.size
+        backward, for steps that backpropagate into a subset of the parameters). The
+        gradients travel as one flat buffer: one collective, not one per tensor."""
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= self.size
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
     def agree(self, flag: bool) -> bool:
         """Rank 0's decision (to stop, say), on every rank."""

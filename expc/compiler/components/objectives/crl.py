@@ -116,14 +116,16 @@ OBJECTIVE = Objective(
         "env_steps_per_s",
     ),
     templates={"train.py": "objectives/crl.py.j2"},
-    # bf16 autocast around the networks' forward passes in the gradient step. DDP: every
+    # bf16 autocast around the networks' forward passes in the gradient step; torch.compile
+    # of the actor and both encoders in place (the same state dict). DDP: every
     # rank collects the same trajectories (replay buffers stay identical) and trains on
     # its rows of each batch, contrasting them against every rank's goals.
     target=TargetSupport(
         precision=("fp32", "bf16"),
+        compile=(False, True),
         strategy=("single", "ddp"),
         ddp_batch=(("train", "batch_size"),),
-        variable=frozenset({"precision"}),
+        variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_replay_holds_the_prefill,),
     report="expc.runtime.crl.report:analyse",

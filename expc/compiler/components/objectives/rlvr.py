@@ -152,15 +152,16 @@ OBJECTIVE = Objective(
     metrics=METRIC_HELP,
     default_metrics=("train_loss", "pass_at_1", "reward", "completion_length"),
     templates={"train.py": "objectives/rlvr.py.j2"},
-    # bf16 autocast around the training forward passes; sampling changes shapes every
-    # step, so the policy is not torch.compiled. DDP: every rank draws the same
-    # demonstrations and prompts, trains on its shard and samples its own rollouts.
+    # bf16 autocast and torch.compile (dynamic shapes) around the training forward passes;
+    # sampling, whose shapes change every token, stays eager. DDP: every rank draws the
+    # same demonstrations and prompts, trains on its shard and samples its own rollouts.
     target=TargetSupport(
         precision=("fp32", "bf16"),
+        compile=(False, True),
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),
         ddp_batch=(("train", "pretrain", "batch_size"), ("train", "rl", "prompts")),
-        variable=frozenset({"precision"}),
+        variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",

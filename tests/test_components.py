@@ -408,3 +408,22 @@ def test_compiled_variant_trains_as_its_eager_twin(objective: str, tmp_path: Pat
     for a, b in zip(eager, compiled, strict=True):
         if key in a:  # rlvr's stage-2 rows have no training loss
             assert a[key] == pytest.approx(b[key], rel=1e-3), key
+
+
+def test_the_transformer_probe_measures_a_dit_denoiser(tmp_path: Path) -> None:
+    """The probe metrics follow the transformer into objective diffusion."""
+    spec = tmp_path / "dit_probe.exp"
+    spec.write_text(
+        "experiment dit_probe {}\ndata shapes { n = 16 held_out = 64 size = 8 }\n"
+        "model transformer { layers = 1 width = 32 heads = 2 attention { gate = elementwise } }\n"
+        "objective diffusion {}\n"
+        "metrics = [train_loss, first_token_attention, max_activation, gate_score]\n"
+    )
+    result = run_cli(
+        "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "gen"
+    )
+    assert result.exit_code == 0, result.output
+    rows = _rows(tmp_path / "runs" / "dit_probe" / "main")
+    for row in rows:  # 16 patches: attention spread evenly would put 1/16 on patch 0
+        assert 0.0 < row["first_token_attention"] < 1.0
+        assert 0.0 < row["gate_score"] < 1.0 and row["max_activation"] > 0.0

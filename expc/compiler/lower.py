@@ -168,7 +168,7 @@ class _Lowering:
                 data[name] = _python(entry)
                 data["field_spans"][name] = entry.span
                 spans[(name,)] = entry.span
-                _element_spans(entry, (name,), spans)
+                _element_spans(entry, (name,), spans, data["field_spans"])
             else:
                 self.error(
                     f"unknown field `{name}` at the top level",
@@ -296,7 +296,7 @@ class _Lowering:
                 data[name] = _python(entry)
                 data["field_spans"][name] = entry.span
                 spans[(*loc, name)] = entry.span
-                _element_spans(entry, (*loc, name), spans)
+                _element_spans(entry, (*loc, name), spans, data["field_spans"])
         return data
 
     def validate(self, root: RawBlock) -> ir.Config | None:
@@ -350,12 +350,16 @@ class _Lowering:
         return raw
 
 
-def _element_spans(value: Value, loc: tuple, spans: dict[tuple, Span]) -> None:
-    """Each list element's own span, so an error in one element underlines it alone."""
+def _element_spans(
+    value: Value, loc: tuple, spans: dict[tuple, Span], field_spans: dict[str, Span]
+) -> None:
+    """Each list element's own span, so an error in one element underlines it alone: for
+    pydantic's errors (`spans`) and for later rules (`field_spans["metrics[2]"]`)."""
     if value.kind == "list":
         for index, element in enumerate(value.value):  # type: ignore[arg-type]
             spans[(*loc, index)] = element.span
-            _element_spans(element, (*loc, index), spans)
+            field_spans[f"{loc[-1]}[{index}]"] = element.span
+            _element_spans(element, (*loc, index), spans, {})
 
 
 def _python(value: Value) -> Any:

@@ -277,7 +277,30 @@ class Composition:
 
     @cached_property
     def spec_rules(self) -> tuple[SpecRule, ...]:
-        return (*self.architecture.spec_rules, *self.objective.spec_rules, *target_rules(self))
+        return (
+            self._metrics_fit_the_family,
+            *self.architecture.spec_rules,
+            *self.objective.spec_rules,
+            *target_rules(self),
+        )
+
+    def _metrics_fit_the_family(self, spec: ir.Spec) -> Iterator[Diagnostic]:
+        """A family's metric (the transformer's probe) is asked of that family only."""
+        config = spec.config
+        for index, name in enumerate(config.metrics):
+            if name in self.objective.metrics or name in self.architecture.metrics:
+                continue
+            owners = [
+                f"`model {family}`"
+                for family, a in families_for(self.objective).items()
+                if name in a.metrics
+            ]
+            yield Diagnostic(
+                f"metric `{name}` is measured by {' and '.join(owners)}, not by "
+                f"`model {self.architecture.family}`",
+                config.span_of(f"metrics[{index}]"),
+                help=f"drop `{name}`, or use {' or '.join(owners)}",
+            )
 
     @cached_property
     def variable_structure(self) -> frozenset[Path]:

@@ -40,7 +40,7 @@ def _gate_metric_needs_a_gate(spec: ir.Spec) -> Iterator[Diagnostic]:
     ):
         yield Diagnostic(
             "metric `gate_score` needs a gated attention in at least one run",
-            spec.config.span_of("metrics"),
+            spec.config.span_of(f"metrics[{spec.config.metrics.index('gate_score')}]"),
             help="set `model.attention.gate = elementwise` in a variant, or drop the metric",
         )
 

@@ -427,3 +427,21 @@ def test_the_transformer_probe_measures_a_dit_denoiser(tmp_path: Path) -> None:
     for row in rows:  # 16 patches: attention spread evenly would put 1/16 on patch 0
         assert 0.0 < row["first_token_attention"] < 1.0
         assert 0.0 < row["gate_score"] < 1.0 and row["max_activation"] > 0.0
+
+
+@pytest.mark.parametrize("objective", sorted(BF16_SPECS))
+def test_fp16_variant_trains_with_its_gradient_scaler(objective: str, tmp_path: Path) -> None:
+    """fp16 is a CUDA setting; `--device cpu` runs its code path here (CPU autocast and a
+    CPU GradScaler), a scaler shared by every optimiser of a step."""
+    spec = tmp_path / "half.exp"
+    variants = "target cuda {}\nvariant fp32 {}\nvariant fp16 { target.precision = fp16 }\n"
+    spec.write_text(BF16_SPECS[objective] + variants)
+    result = run_cli(
+        "run", spec, "--smoke", "--device", "cpu",
+        "--out", tmp_path / "runs", "--generated", tmp_path / "generated",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    experiment = next((tmp_path / "runs").iterdir())
+    assert "GradScaler" in (tmp_path / "generated" / experiment.name / "train.py").read_text()
+    last = {n: _rows(experiment / n)[-1] for n in ("fp32", "fp16")}
+    assert "diverged" not in last["fp16"] and last["fp32"]["step"] == last["fp16"]["step"]

@@ -121,7 +121,7 @@ OBJECTIVE = Objective(
     # rank collects the same trajectories (replay buffers stay identical) and trains on
     # its rows of each batch, contrasting them against every rank's goals.
     target=TargetSupport(
-        precision=("fp32", "bf16"),
+        precision=("fp32", "bf16", "fp16"),
         compile=(False, True),
         strategy=("single", "ddp"),
         ddp_batch=(("train", "batch_size"),),

@@ -156,7 +156,7 @@ OBJECTIVE = Objective(
     # sampling, whose shapes change every token, stays eager. DDP: every rank draws the
     # same demonstrations and prompts, trains on its shard and samples its own rollouts.
     target=TargetSupport(
-        precision=("fp32", "bf16"),
+        precision=("fp32", "bf16", "fp16"),
         compile=(False, True),
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),

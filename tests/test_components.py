@@ -445,3 +445,27 @@ def test_fp16_variant_trains_with_its_gradient_scaler(objective: str, tmp_path: 
     assert "GradScaler" in (tmp_path / "generated" / experiment.name / "train.py").read_text()
     last = {n: _rows(experiment / n)[-1] for n in ("fp32", "fp16")}
     assert "diverged" not in last["fp16"] and last["fp32"]["step"] == last["fp16"]["step"]
+
+
+def test_triton_kernels_may_differ_between_variants(tmp_path: Path) -> None:
+    """One package, two runs: the triton run's training steps call the fused gate."""
+    text = MINIMAL.replace("  heads = 2\n", "  heads = 2\n  attention { gate = elementwise }\n")
+    text += "variant eager {}\nvariant triton { target.kernels = triton }\n"
+    files = compile_text(text).files
+    assert "tiny/kernels.py" in files and "use_triton_kernels" in files["tiny/train.py"]
+    model_module, train_module = import_generated(files, tmp_path / "pkg")
+    calls = {"count": 0}
+    fused = model_module.gated_output
+
+    def counting(*args):  # noqa: ANN002, ANN202
+        calls["count"] += 1
+        return fused(*args)
+
+    model_module.gated_output = counting
+    rows = {}
+    for name in ("eager", "triton"):
+        calls["count"] = 0
+        rows[name] = train_module.train(train_module.RUNS[name], tmp_path / name)
+        # Two training steps and two evaluations (no probe metric: they take the kernel too).
+        assert calls["count"] == (4 if name == "triton" else 0)
+    assert rows["eager"]["val_loss"] == pytest.approx(rows["triton"]["val_loss"], rel=1e-5)

@@ -89,7 +89,7 @@ def render(spec: ir.Spec) -> dict[str, str]:
     env = _environment()
     package = config.experiment.name
     files = {f"{package}/__init__.py": env.get_template("package_init.py.j2").render(context)}
-    for name, template in composition.templates(config).items():
+    for name, template in composition.templates(spec).items():
         files[f"{package}/{name}"] = env.get_template(template).render(context)
     return files
 

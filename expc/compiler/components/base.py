@@ -56,7 +56,7 @@ class Architecture:
     writes when an objective uses it as that kind of network (a transformer is a
     `model.py` of a language model, or of a DiT-style denoiser).
     metrics: metrics the family measures wherever it runs (the transformer's probe).
-    extra_templates: files added for some configs (the Triton gate kernel).
+    extra_templates: files added for some specs (the Triton gate kernel when a run asks).
     """
 
     family: str
@@ -66,7 +66,7 @@ class Architecture:
     spec_rules: tuple[SpecRule, ...] = ()
     variable_structure: frozenset[Path] = frozenset()
     metrics: dict[str, str] = field(default_factory=dict)
-    extra_templates: Callable[[Any], dict[str, str]] = field(default=lambda config: {})
+    extra_templates: Callable[[Any], dict[str, str]] = field(default=lambda spec: {})
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity

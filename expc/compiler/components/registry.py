@@ -316,11 +316,11 @@ class Composition:
     def metrics(self) -> dict[str, str]:
         return metric_names(self.objective)
 
-    def templates(self, config: ir.Config) -> dict[str, str]:
-        """Generated file name -> template, for this spec's base config."""
+    def templates(self, spec: ir.Spec) -> dict[str, str]:
+        """Generated file name -> template, for every run of the spec."""
         found = dict(self.architecture.provides[self.objective.needs])
         found.update(self.objective.templates)
-        found.update(self.architecture.extra_templates(config))
+        found.update(self.architecture.extra_templates(spec))
         return found
 
 

@@ -46,8 +46,9 @@ def _gate_metric_needs_a_gate(spec: ir.Spec) -> Iterator[Diagnostic]:
 
 
 def _triton_needs_an_sdpa_gate(spec: ir.Spec) -> Iterator[Diagnostic]:
-    target = spec.config.target
-    if target.kernels == "triton" and not any(
+    triton = [run.config.target for run in spec.runs if run.config.target.kernels == "triton"]
+    target = triton[0] if triton else spec.config.target
+    if triton and not any(
         run.config.model.attention.gate != "none"
         and run.config.model.attention.gate_position == "sdpa"
         for run in spec.runs
@@ -81,6 +82,7 @@ PROBE_METRICS: dict[str, str] = {
 SPEC_RULES = (_gate_metric_needs_a_gate, _triton_needs_an_sdpa_gate)
 
 
-def triton_kernels(config: ir.Config) -> dict[str, str]:
-    """The fused gate kernel's file, when the target asks for Triton kernels."""
-    return {"kernels.py": "targets/triton_gate.py.j2"} if config.target.kernels == "triton" else {}
+def triton_kernels(spec: ir.Spec) -> dict[str, str]:
+    """The fused gate kernel's file, when some run's target asks for Triton kernels."""
+    triton = any(run.config.target.kernels == "triton" for run in spec.runs)
+    return {"kernels.py": "targets/triton_gate.py.j2"} if triton else {}

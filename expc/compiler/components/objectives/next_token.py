@@ -153,7 +153,7 @@ OBJECTIVE = Objective(
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),
         ddp_batch=(("train", "batch_size"),),
-        variable=frozenset({"precision", "compile"}),
+        variable=frozenset({"precision", "compile", "kernels"}),
     ),
     run_rules=(_long_context_needs_the_base_context,),
     spec_rules=(_finetune_data_in_every_run_or_none,),

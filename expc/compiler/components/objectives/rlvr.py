@@ -161,7 +161,7 @@ OBJECTIVE = Objective(
         kernels=("eager", "triton"),
         strategy=("single", "ddp"),
         ddp_batch=(("train", "pretrain", "batch_size"), ("train", "rl", "prompts")),
-        variable=frozenset({"precision", "compile"}),
+        variable=frozenset({"precision", "compile", "kernels"}),
     ),
     run_rules=(_enough_test_problems,),
     report="expc.runtime.rlvr.report:analyse",

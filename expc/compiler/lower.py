@@ -9,7 +9,6 @@ the offending value. Every error of every run is collected before anything is ra
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import math
@@ -344,10 +343,21 @@ class _Lowering:
         return list(seen.values())
 
     def apply(self, base: RawBlock, overrides: list[OverrideSyntax]) -> RawBlock:
-        raw = copy.deepcopy(base)
+        raw = _copy_tree(base)
         for override in overrides:
             self.assign(raw, override.path, override.path_span, override.value)
         return raw
+
+
+def _copy_tree(raw: RawBlock) -> RawBlock:
+    """A copy of the raw tree that overrides may change: its blocks and their dicts are new,
+    its values (frozen) and spans (pydantic models never changed) are shared. Much cheaper
+    than a deepcopy, which every run of a sweep would pay."""
+    fields = {
+        name: _copy_tree(entry) if isinstance(entry, RawBlock) else entry
+        for name, entry in raw.fields.items()
+    }
+    return RawBlock(raw.kind, raw.label, raw.label_span, raw.span, fields, dict(raw.key_spans))
 
 
 def _element_spans(

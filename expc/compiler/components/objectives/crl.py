@@ -117,14 +117,15 @@ OBJECTIVE = Objective(
     ),
     templates={"train.py": "objectives/crl.py.j2"},
     # bf16 autocast around the networks' forward passes in the gradient step; torch.compile
-    # of the actor and both encoders in place (the same state dict). DDP: every
-    # rank collects the same trajectories (replay buffers stay identical) and trains on
-    # its rows of each batch, contrasting them against every rank's goals.
+    # of the actor and both encoders in place (the same state dict). DDP: each rank runs
+    # the actor on its share of the environments (the physics and the replay buffer stay
+    # replicated, so buffers are identical) and trains on its rows of each batch,
+    # contrasting them against every rank's goals.
     target=TargetSupport(
         precision=("fp32", "bf16", "fp16"),
         compile=(False, True),
         strategy=("single", "ddp"),
-        ddp_batch=(("train", "batch_size"),),
+        ddp_batch=(("train", "batch_size"), ("data", "num_envs")),
         variable=frozenset({"precision", "compile"}),
     ),
     run_rules=(_replay_holds_the_prefill,),

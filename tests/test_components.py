@@ -158,6 +158,13 @@ def _rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+def _two_ranks_and_one(spec: Path, experiment: str) -> list[Path]:
+    """Train the DDP spec with 2 ranks, then with 1 (the same global batch); their run folders."""
+    _run(spec, spec.parent / "two")
+    _run(spec, spec.parent / "one", "--set", "target.devices=1")
+    return [spec.parent / n / experiment / "main" for n in ("two", "one")]
+
+
 def test_rlvr_ddp_pretrains_as_one_rank_does_and_rank_0_logs(tmp_path: Path) -> None:
     """torchrun + gloo: 2 ranks sharing each demonstration batch reach the stage-1 weights of
     1 rank with the whole batch; GRPO then samples each rank's own rollouts."""
@@ -174,9 +181,7 @@ def test_rlvr_ddp_pretrains_as_one_rank_does_and_rank_0_logs(tmp_path: Path) -> 
         "eval { problems = 4 samples = 4 track_samples = 2 }\n"
         "target cpu { strategy = ddp devices = 2 }\n"
     )
-    _run(spec, tmp_path / "two")
-    _run(spec, tmp_path / "one", "--set", "target.devices=1")
-    runs = [tmp_path / n / "rlvr_ddp" / "main" for n in ("two", "one")]
+    runs = _two_ranks_and_one(spec, "rlvr_ddp")
     bases = [torch.load(r / "pretrain.pt", weights_only=False)["model"] for r in runs]
     for key, value in bases[0].items():
         torch.testing.assert_close(value, bases[1][key], rtol=1e-5, atol=1e-6)
@@ -203,9 +208,7 @@ def test_crl_ddp_two_ranks_reach_the_weights_of_one_rank(tmp_path: Path) -> None
         "target cpu { strategy = ddp devices = 2 }\n"
         "metrics = [success_rate, critic_loss, categorical_accuracy, actor_loss, alpha]\n"
     )
-    _run(spec, tmp_path / "two")
-    _run(spec, tmp_path / "one", "--set", "target.devices=1")
-    runs = [tmp_path / n / "crl_ddp" / "main" for n in ("two", "one")]
+    runs = _two_ranks_and_one(spec, "crl_ddp")
     states = [torch.load(r / "checkpoint.pt", weights_only=False)["model"] for r in runs]
     for key, value in states[0].items():
         torch.testing.assert_close(value, states[1][key], rtol=1e-5, atol=1e-6)
@@ -300,9 +303,7 @@ def test_diffusion_ddp_two_ranks_reach_the_weights_of_one_rank(tmp_path: Path) -
         "eval { first_eval = 4 evaluations = 2 samples = 16 sampling_steps = 3 loss_images = 8 }\n"
         "target cpu { strategy = ddp devices = 2 }\n"
     )
-    _run(spec, tmp_path / "two")
-    _run(spec, tmp_path / "one", "--set", "target.devices=1")
-    runs = [tmp_path / n / "diff_ddp" / "main" for n in ("two", "one")]
+    runs = _two_ranks_and_one(spec, "diff_ddp")
     states = [torch.load(r / "checkpoint.pt", weights_only=False) for r in runs]
     for part in ("model", "ema"):
         for key, value in states[0][part].items():

@@ -68,9 +68,13 @@ def test_a_structural_difference_points_at_the_variant_line() -> None:
     assert "test.exp:12:" in message
 
 
-def test_a_role_field_outside_its_role_is_an_error() -> None:
-    fields = set(components.config_class(components.for_objective("next_token")).model_fields)
-    assert "model" in fields  # the role rule is exercised by its golden error file
+def test_a_role_field_outside_its_role_is_an_error_and_leaves_no_code() -> None:
+    """`patch` means something only for a transformer used as an image denoiser."""
+    message = error_text(MINIMAL.replace("  heads = 2\n", "  heads = 2\n  patch = 4\n"))
+    assert "`model.patch` applies to `model transformer` only as an image denoiser" in message
+    assert "test.exp:7:11" in message
+    language_model = compile_text(MINIMAL).files["tiny/model.py"]
+    assert "patch" not in language_model  # nor in the generated config of other roles
 
 
 def test_precision_and_compile_may_differ_between_variants(tmp_path: Path) -> None:

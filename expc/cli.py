@@ -50,6 +50,8 @@ def _show_code(text: str, lexer: str) -> None:
 def _report(error: CompileError, sources: dict[str, SourceFile]) -> None:
     from expc.compiler.diagnostics import render_all
 
+    # The pipeline attaches every file it read (extended specs too) for their code frames.
+    sources = {**getattr(error, "sources", {}), **sources}
     err.print(render_all(error.diagnostics, sources), end="")
 
 
@@ -93,6 +95,7 @@ class _Output:
     text: str = ""  # the spec's text, for the result cache
     cacheable: bool = False
     formatted: bool = False
+    dependencies: dict[str, str] | None = None  # other files read, for the result cache
 
 
 def _compile_one(path: Path) -> _Output | None:
@@ -109,7 +112,7 @@ def _compile_one(path: Path) -> _Output | None:
     from expc.compiler.diagnostics import render_all
     from expc.compiler.source import SourceFile
 
-    source = SourceFile(name, text)
+    source = SourceFile(name, text, path)
     try:
         compiled = compile_source(source, format=False)
     except CompileError as error:
@@ -123,6 +126,7 @@ def _compile_one(path: Path) -> _Output | None:
         compiled.files,
         text=text,
         cacheable=not compiled.warnings,
+        dependencies=compiled.dependencies,
     )
 
 
@@ -146,7 +150,13 @@ def _format_all(results: list[_Output]) -> None:
         result.files = {name: formatted[f"{i}/{name}"] for name in result.files}
         result.formatted = True
         if result.cacheable:
-            result_cache.store(result.source_name, result.text, result.experiment, result.files)
+            result_cache.store(
+                result.source_name,
+                result.text,
+                result.experiment,
+                result.files,
+                result.dependencies,
+            )
 
 
 def _compile_all(paths: list[Path]) -> list[_Output]:

@@ -162,5 +162,5 @@ def test_smoke_works_without_the_specs_own_smoke_profile(spec: Path) -> None:
 
     text = re.sub(r"(?ms)^profile smoke \{.*?^\}\n?", "", spec.read_text())
     assert "profile smoke" not in text
-    resolved, _ = resolve(SourceFile(spec.name, text), profile="smoke")
+    resolved, _ = resolve(SourceFile(spec.name, text, spec), profile="smoke")
     assert resolved.runs

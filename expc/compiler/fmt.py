@@ -7,7 +7,17 @@ where the author left one or more. Idempotent, and parse(format(x)) equals parse
 
 from __future__ import annotations
 
-from expc.compiler.parse import Assignment, Block, Comment, SyntaxTree, Value, escape
+from expc.compiler.parse import (
+    Assignment,
+    Block,
+    Call,
+    Comment,
+    Extends,
+    Remove,
+    SyntaxTree,
+    Value,
+    escape,
+)
 
 INDENT = "  "
 MAX_LINE = 100
@@ -46,7 +56,7 @@ class _Printer:
             first = False
         return first
 
-    def items(self, items: tuple[Assignment | Block, ...], depth: int) -> None:
+    def items(self, items: tuple[Assignment | Block | Extends | Remove, ...], depth: int) -> None:
         first = True
         for item in items:
             first = self.leading(item.span.line, depth, first)
@@ -54,8 +64,16 @@ class _Printer:
             first = False
             if isinstance(item, Assignment):
                 self.assignment(item, depth)
+            elif isinstance(item, Extends):
+                self.statement(f"extends {escape(item.path)}", item.span, depth)
+            elif isinstance(item, Remove):
+                self.statement(f"remove {'.'.join(item.path)}", item.span, depth)
             else:
                 self.block(item, depth)
+
+    def statement(self, text: str, span, depth: int) -> None:  # noqa: ANN001 - a Span
+        self.lines.append(INDENT * depth + text + self.trailing(span.end_line, span.end_column))
+        self.last_line = span.end_line
 
     def assignment(self, item: Assignment, depth: int) -> None:
         # Comments written inside a multi-line value move above it, in order.
@@ -107,6 +125,9 @@ def value_text(value: Value) -> str:
         return "[" + ", ".join(value_text(v) for v in value.value) + "]"  # type: ignore[union-attr]
     if value.kind == "string":
         return escape(value.value)  # type: ignore[arg-type]
+    if value.kind == "call":
+        call: Call = value.value  # type: ignore[assignment]
+        return f"{call.name}(" + ", ".join(value_text(v) for v in call.args) + ")"
     return value.text
 
 

@@ -25,6 +25,20 @@ IR_VERSION = 1
 STRUCTURAL = {"structural": True}
 
 
+def run_folders(holding: str) -> dict[str, Any]:
+    """Field metadata: the field takes run folders of other experiments whose runs hold a
+    trained `holding` network (a NetworkKind, e.g. "sequence_model"). Such a field also takes
+    `run("spec", "name")` references; it cannot differ between runs, and it is a config
+    field of generated code even so, because `expc run` points it at the folder of the
+    profile it runs."""
+    return {"structural": True, "run_folder": holding}
+
+
+def run_folder_kind(model: type[BaseModel], field: str) -> str | None:
+    extra = model.model_fields[field].json_schema_extra
+    return extra.get("run_folder") if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
 def _identifier(name: str) -> str:
     if keyword.iskeyword(name) or name.startswith("__"):
         raise ValueError(f"`{name}` is reserved in Python and cannot name an experiment")
@@ -120,12 +134,23 @@ DEFAULT_SMOKE = (
 )
 
 
+class Reference(Node):
+    """`run("spec", "name")` in a run-folder field: a run of another experiment."""
+
+    spec: str  # the referenced spec as diagnostics show it
+    path: str  # its absolute path, for `expc run` to build it
+    experiment: str
+    run: str
+    field: tuple[str | int, ...]  # where the folder goes: ("model", "checkpoints", 0)
+
+
 class Run(Node):
     """One job: the base config with a variant and/or sweep point applied."""
 
     name: str
     overrides: tuple[Override, ...]
     config: SerializeAsAny[Config]
+    upstream: tuple[Reference, ...] = ()  # runs of other experiments this one reads
 
 
 class Spec(Node):

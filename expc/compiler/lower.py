@@ -14,14 +14,14 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from expc.compiler import components, ir
 from expc.compiler.components import registry
 from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
-from expc.compiler.parse import Assignment, Block, SyntaxTree, Value
+from expc.compiler.parse import Assignment, Block, Call, Extends, Remove, SyntaxTree, Value
 from expc.compiler.source import Span
 
 RUN_BLOCKS = ("variant", "sweep", "profile")
@@ -49,12 +49,25 @@ class OverrideSyntax:
     value: Value
 
 
+class Resolver(Protocol):
+    """Resolves `run("spec", "name")` (pipeline.py): returns the run's default folder and
+    its ir.Reference, or None after adding located diagnostics."""
+
+    def __call__(
+        self, call: Call, span: Span, holding: str, field: tuple[str | int, ...]
+    ) -> tuple[str, ir.Reference] | list[Diagnostic]: ...
+
+
 class _Lowering:
-    def __init__(self, tree: SyntaxTree):
-        self.tree = tree
+    def __init__(self, layers: list[SyntaxTree], resolver: Resolver | None = None):
+        self.resolver = resolver
+        self.references: list[ir.Reference] = []  # those met since the last validate()
+        # The spec's layers: the specs it extends (furthest first), then the spec itself.
+        self.layers = layers
+        self.tree = layers[-1]
         self.diagnostics: list[Diagnostic] = []
         self.misspelled: set[str] = set()  # help lines of unknown blocks, to avoid echoes
-        self.objective = _objective_of(tree)
+        self.objective = _objective_of(layers)
         self.sections = registry.sections(self.objective)
         self.config = registry.config_class(self.objective)
 
@@ -64,9 +77,63 @@ class _Lowering:
     # --- building the raw tree ----------------------------------------------------------
 
     def base(self) -> RawBlock:
+        """The base config of every run: each layer applied over the ones it extends."""
         root_span = Span(file=self.tree.source.name, line=1, column=1, end_line=1, end_column=2)
         root = RawBlock("spec", None, None, root_span)
-        for item in self.tree.items:
+        for index, layer in enumerate(self.layers):
+            own, removes = self.layer(layer)
+            # A top-level label that names rather than selects a kind (`experiment NAME`)
+            # merges like a field; one that selects a kind (`model unet`) replaces.
+            naming = {n for n, section in self.sections.items() if section.kinds is None}
+            for remove in removes:
+                if index == 0:
+                    self.error(
+                        f"nothing to remove: `{'.'.join(remove.path)}` is not inherited",
+                        remove.path_span,
+                        '`remove` drops what a spec this one `extends "..."` set',
+                    )
+                elif remove.path[0] not in RUN_BLOCKS:
+                    self.remove(root, remove)
+            _merge(root, own, naming)
+        return root
+
+    def remove(self, root: RawBlock, remove: Remove) -> None:
+        raw = root
+        *parents, leaf = remove.path
+        for name in parents:
+            child = raw.fields.get(name)
+            if not isinstance(child, RawBlock):
+                raw = None
+                break
+            raw = child
+        if raw is None or leaf not in raw.fields:
+            self.error(
+                f"nothing to remove: no extended spec sets `{'.'.join(remove.path)}`",
+                remove.path_span,
+            )
+            return
+        del raw.fields[leaf]
+        del raw.key_spans[leaf]
+
+    def layer(self, tree: SyntaxTree) -> tuple[RawBlock, list[Remove]]:
+        """One file's config items as a raw tree, and its `remove` statements (with paths
+        from the top level), checked for duplicates within the file."""
+        start = Span(file=tree.source.name, line=1, column=1, end_line=1, end_column=2)
+        root = RawBlock("spec", None, None, start)
+        removes: list[Remove] = []
+        for item in tree.items:
+            if isinstance(item, Extends):
+                continue
+            if isinstance(item, Remove):
+                removes.append(item)
+                if item.path[0] in RUN_BLOCKS and len(item.path) > 2:
+                    self.error(
+                        f"`remove {'.'.join(item.path)}`: a {item.path[0]} is removed whole",
+                        item.path_span,
+                        f"write `remove {'.'.join(item.path[:2])}`, or redeclare the "
+                        f"{item.path[0]} with what it should set",
+                    )
+                continue
             if isinstance(item, Block):
                 if item.kind in RUN_BLOCKS:
                     continue
@@ -82,22 +149,30 @@ class _Lowering:
                         "merge the two blocks into one",
                     )
                     continue
-                root.fields[item.kind] = self.block(item)
+                root.fields[item.kind] = self.block(item, removes, (item.kind,))
                 root.key_spans[item.kind] = item.kind_span
             else:
                 self.assign(root, item.path, item.path_span, item.value, duplicate_check=True)
-        return root
+        return root, removes
 
-    def block(self, block: Block) -> RawBlock:
+    def block(
+        self, block: Block, removes: list[Remove] | None = None, loc: tuple[str, ...] = ()
+    ) -> RawBlock:
         raw = RawBlock(block.kind, block.label, block.label_span, block.kind_span)
         for item in block.items:
+            if isinstance(item, Remove):
+                if removes is None:
+                    self.error("`remove` belongs in the spec, not in this block", item.span)
+                else:  # `model transformer { remove attention }` = `remove model.attention`
+                    removes.append(Remove((*loc, *item.path), item.path_span, item.span))
+                continue
             if isinstance(item, Block):
                 # A label is checked where the block's field is known (`convert`): only a
                 # field that holds one of several kinds takes one (`data arithmetic`).
                 if item.kind in raw.fields:
                     self.error(f"block `{item.kind}` is declared twice", item.kind_span)
                     continue
-                raw.fields[item.kind] = self.block(item)
+                raw.fields[item.kind] = self.block(item, removes, (*loc, item.kind))
                 raw.key_spans[item.kind] = item.kind_span
             else:
                 self.assign(raw, item.path, item.path_span, item.value, duplicate_check=True)
@@ -164,7 +239,7 @@ class _Lowering:
                 if isinstance(entry, RawBlock):
                     self.error(f"`{name}` is a value, not a block", key_span)
                     continue
-                data[name] = _python(entry)
+                data[name] = self.python(entry, self.config, name, (name,))
                 data["field_spans"][name] = entry.span
                 spans[(name,)] = entry.span
                 _element_spans(entry, (name,), spans, data["field_spans"])
@@ -292,13 +367,46 @@ class _Lowering:
                 if isinstance(entry, RawBlock):
                     self.error(f"`{'.'.join((*loc, name))}` is a value, not a block", key_span)
                     continue
-                data[name] = _python(entry)
+                data[name] = self.python(entry, model, name, (*loc, name))
                 data["field_spans"][name] = entry.span
                 spans[(*loc, name)] = entry.span
                 _element_spans(entry, (*loc, name), spans, data["field_spans"])
         return data
 
+    def python(self, value: Value, model: type[BaseModel], name: str, loc: tuple[str, ...]) -> Any:
+        """A leaf's python value; `run(...)` references resolved where the field takes
+        run folders (the reference is kept in self.references)."""
+        holding = ir.run_folder_kind(model, name)
+
+        def convert(value: Value, at: tuple[str | int, ...]) -> Any:
+            if value.kind == "list":
+                return tuple(convert(v, (*at, i)) for i, v in enumerate(value.value))  # type: ignore[arg-type]
+            if value.kind != "call":
+                return value.value
+            call: Call = value.value  # type: ignore[assignment]
+            if holding is None:
+                self.error(
+                    f"`{'.'.join(loc)}` does not take a run folder, so not `{call.name}(...)`",
+                    value.span,
+                    '`run("spec", "name")` refers to another experiment\'s run '
+                    "where a field takes run folders (`model.checkpoints`)",
+                )
+                return ""
+            if self.resolver is None:
+                self.error("`run(...)` references need the spec's file", value.span)
+                return ""
+            found = self.resolver(call, value.span, holding, at)
+            if isinstance(found, list):
+                self.diagnostics.extend(found)
+                return ""
+            folder, reference = found
+            self.references.append(reference)
+            return folder
+
+        return convert(value, loc)
+
     def validate(self, root: RawBlock) -> ir.Config | None:
+        self.references = []
         before = len(self.diagnostics)
         data, spans = self.to_config(root)
         structure_ok = len(self.diagnostics) == before
@@ -322,6 +430,12 @@ class _Lowering:
         for item in block.items:
             if isinstance(item, Assignment):
                 found.append(OverrideSyntax((*prefix, *item.path), item.path_span, item.value))
+            elif isinstance(item, Remove):
+                self.error(
+                    f"`remove` cannot be used inside a {block.kind}",
+                    item.span,
+                    f"a {block.kind} sets values; write the value it should have",
+                )
             else:
                 if item.label is not None:
                     self.error(f"block `{item.kind}` takes no label here", item.label_span)
@@ -329,24 +443,70 @@ class _Lowering:
         return found
 
     def named_blocks(self, kind: str) -> list[Block]:
-        blocks = [b for b in self.tree.items if isinstance(b, Block) and b.kind == kind]
-        seen: dict[str, Block] = {}
-        for block in blocks:
-            if block.label is None:
-                self.error(
-                    f"`{kind}` needs a name", block.kind_span, f"write `{kind} NAME {{ ... }}`"
-                )
-            elif block.label in seen:
-                self.error(f"{kind} `{block.label}` is declared twice", block.label_span)
-            else:
-                seen[block.label] = block
-        return list(seen.values())
+        """The variants (sweeps, profiles) of every layer: one a later layer declares with an
+        inherited name replaces it in place; `remove variant.NAME` drops it."""
+        found: dict[str, Block] = {}
+        for index, layer in enumerate(self.layers):
+            for remove in (i for i in layer.items if isinstance(i, Remove)):
+                if index == 0 or remove.path[0] != kind or len(remove.path) > 2:
+                    continue
+                if len(remove.path) == 1:
+                    found.clear()  # `remove variant`: none of the inherited variants
+                elif remove.path[1] in found:
+                    del found[remove.path[1]]
+                else:
+                    self.error(
+                        f"nothing to remove: no extended spec declares {kind} `{remove.path[1]}`",
+                        remove.path_span,
+                        did_you_mean(remove.path[1], found),
+                    )
+            seen: set[str] = set()
+            for block in layer.items:
+                if not isinstance(block, Block) or block.kind != kind:
+                    continue
+                if block.label is None:
+                    self.error(
+                        f"`{kind}` needs a name", block.kind_span, f"write `{kind} NAME {{ ... }}`"
+                    )
+                elif block.label in seen:
+                    self.error(f"{kind} `{block.label}` is declared twice", block.label_span)
+                else:
+                    seen.add(block.label)
+                    found[block.label] = block
+        return list(found.values())
 
     def apply(self, base: RawBlock, overrides: list[OverrideSyntax]) -> RawBlock:
         raw = _copy_tree(base)
         for override in overrides:
             self.assign(raw, override.path, override.path_span, override.value)
         return raw
+
+
+def _merge(base: RawBlock, layer: RawBlock, naming: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Apply one layer's raw tree over the tree it extends, in place: a value replaces the
+    inherited one; a block merges field by field, unless it names another kind
+    (`model unet` over `model transformer`), which replaces the inherited block whole.
+    Blocks in `naming` have a label that is a name, not a kind: it never replaces."""
+    for name, entry in layer.fields.items():
+        inherited = base.fields.get(name)
+        same_kind = (
+            isinstance(entry, RawBlock)
+            and isinstance(inherited, RawBlock)
+            and (
+                name in naming
+                or entry.label is None
+                or inherited.label is None
+                or entry.label == inherited.label
+            )
+        )
+        if same_kind:
+            assert isinstance(entry, RawBlock) and isinstance(inherited, RawBlock)
+            if entry.label is not None:
+                inherited.label, inherited.label_span = entry.label, entry.label_span
+            _merge(inherited, entry)
+        else:
+            base.fields[name] = entry
+            base.key_spans[name] = layer.key_spans[name]
 
 
 def _copy_tree(raw: RawBlock) -> RawBlock:
@@ -376,6 +536,8 @@ def _python(value: Value) -> Any:
     """Syntax value -> the python value pydantic validates (lists become tuples)."""
     if value.kind == "list":
         return tuple(_python(v) for v in value.value)  # type: ignore[union-attr]
+    if value.kind == "call":  # a reference, as written (resolved where a run is lowered)
+        return value.text
     return value.value
 
 
@@ -462,12 +624,20 @@ def _run_name(variant: str | None, point: dict[tuple[str, ...], Value]) -> str:
 
 
 def lower(
-    tree: SyntaxTree,
+    tree: SyntaxTree | list[SyntaxTree],
     profile: str | None = None,
     extra: tuple[OverrideSyntax, ...] = (),
+    sha256: str | None = None,
+    resolver: Resolver | None = None,
 ) -> ir.Spec:
-    """Lower a parsed spec to the IR; `profile` and `extra` (`--set`) apply to every run."""
-    lowering = _Lowering(tree)
+    """Lower a parsed spec to the IR; `profile` and `extra` (`--set`) apply to every run.
+
+    `tree` is one spec, or the layers of one (include.load): the specs it extends, furthest
+    first, then itself. `sha256` is the hash of every file read (the spec's own by default).
+    """
+    layers = tree if isinstance(tree, list) else [tree]
+    tree = layers[-1]
+    lowering = _Lowering(layers, resolver)
     base = lowering.base()
     base_config = lowering.validate(base)
     if base_config is None:
@@ -544,6 +714,7 @@ def lower(
         for point, point_names in zip(points, names, strict=True):
             overrides = [*variant_overrides, *point, *selected_profile, *extra]
             config = lowering.validate(lowering.apply(base, overrides))
+            upstream = tuple(lowering.references)
             name = _run_name(variant_name, point_names)
             if name in seen_names:
                 lowering.error(f"two runs are both named `{name}`", base.span)
@@ -554,6 +725,7 @@ def lower(
                         name=name,
                         overrides=tuple(_ir_override(o) for o in [*variant_overrides, *point]),
                         config=config,
+                        upstream=upstream,
                     )
                 )
     # Profiles the run did not select must still be valid.
@@ -564,7 +736,7 @@ def lower(
         raise CompileError(lowering.diagnostics)
     return ir.Spec(
         source=tree.source.name,
-        sha256=tree.source.sha256,
+        sha256=sha256 or tree.source.sha256,
         config=base_config,
         variants=tuple(
             ir.Variant(name=n, overrides=tuple(_ir_override(o) for o in os)) for n, os in variants
@@ -586,14 +758,16 @@ def lower(
     )
 
 
-def _objective_of(tree: SyntaxTree) -> components.Objective:
-    """The objective the spec's `objective KIND` selects; the default one when it names none
-    (or an unknown one), so that the rest of the spec is still checked and reported."""
-    for item in tree.items:
-        if isinstance(item, Block) and item.kind == "objective":
-            found = components.for_objective(item.label)
-            if found is not None:
-                return found
+def _objective_of(layers: list[SyntaxTree]) -> components.Objective:
+    """The objective the spec's `objective KIND` selects (the last layer's that names one);
+    the default one when none does (or names an unknown one), so that the rest of the spec
+    is still checked and reported."""
+    for tree in reversed(layers):
+        for item in tree.items:
+            if isinstance(item, Block) and item.kind == "objective" and item.label is not None:
+                found = components.for_objective(item.label)
+                if found is not None:
+                    return found
     return components.default()
 
 

@@ -21,13 +21,14 @@ from expc.compiler.cache import cache_dir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.source import SourceFile, Span
 
-ValueKind = Literal["number", "string", "boolean", "symbol", "list"]
+ValueKind = Literal["number", "string", "boolean", "symbol", "list", "call"]
 
 
 @dataclass(frozen=True)
 class Value:
     kind: ValueKind
-    value: object  # int | float | str | bool | tuple[Value, ...]
+    # int | float | str | bool | tuple[Value, ...] | Call (for `run("spec", "name")`)
+    value: object
     text: str  # as written, so `expc fmt` keeps `1e-3` as `1e-3`
     span: Span
 
@@ -35,6 +36,16 @@ class Value:
         if self.kind == "list":
             return [item.to_python() for item in self.value]  # type: ignore[union-attr]
         return self.value
+
+
+@dataclass(frozen=True)
+class Call:
+    """`name(arg, ...)`: the value form of a reference (`run("gated_attention", "vanilla")`).
+    The grammar allows any name; lowering knows which ones mean something."""
+
+    name: str
+    name_span: Span
+    args: tuple[Value, ...]
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,26 @@ class Block:
     span: Span
 
 
-Item = Assignment | Block
+@dataclass(frozen=True)
+class Extends:
+    """`extends "other.exp"`: start from another spec (resolved by include.py)."""
+
+    path: str
+    path_span: Span
+    span: Span
+
+
+@dataclass(frozen=True)
+class Remove:
+    """`remove train.warmup`, `remove eval`, `remove variant.gated`: drop what an extended
+    spec set (a field goes back to its default)."""
+
+    path: tuple[str, ...]
+    path_span: Span
+    span: Span
+
+
+Item = Assignment | Block | Remove
 
 
 @dataclass(frozen=True)
@@ -68,8 +98,12 @@ class Comment:
 @dataclass(frozen=True)
 class SyntaxTree:
     source: SourceFile
-    items: tuple[Item, ...]
+    items: tuple[Item | Extends, ...]
     comments: tuple[Comment, ...]
+
+    @property
+    def extends(self) -> tuple[Extends, ...]:
+        return tuple(item for item in self.items if isinstance(item, Extends))
 
 
 # What to call each terminal in "expected ..." messages.
@@ -84,6 +118,10 @@ _TERMINAL_NAMES = {
     "EQUAL": "`=`",
     "DOT": "`.`",
     "COMMA": "`,`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "EXTENDS": "`extends`",
+    "REMOVE": "`remove`",
     "TRUE": "`true`",
     "FALSE": "`false`",
     "$END": "end of file",
@@ -106,7 +144,12 @@ def _parser() -> lark.Lark:
     )
 
 
+# Statements a user rarely means where something else is missing: left out of "expected".
+_QUIET_TERMINALS = {"EXTENDS", "REMOVE"}
+
+
 def _describe_expected(names: set[str]) -> str:
+    names = (names - _QUIET_TERMINALS) or names
     described = sorted({_TERMINAL_NAMES.get(name, f"`{name.lower()}`") for name in names})
     if not described:
         return ""
@@ -253,9 +296,19 @@ class _TreeBuilder:
             end_column=meta.end_column,
         )
 
-    def item(self, tree: Tree) -> Item:
+    def item(self, tree: Tree) -> Item | Extends:
         if tree.data == "block":
             return self.block(tree)
+        if tree.data == "extends":
+            (token,) = tree.children
+            return Extends(unescape(str(token)), _token_span(self.source, token), self.span(tree))
+        if tree.data == "remove":
+            (path_tree,) = tree.children
+            return Remove(
+                path=tuple(str(t) for t in path_tree.children),
+                path_span=self.span(path_tree),
+                span=self.span(tree),
+            )
         return self.assignment(tree)
 
     def block(self, tree: Tree) -> Block:
@@ -268,7 +321,7 @@ class _TreeBuilder:
         return Block(
             kind=str(kind_token),
             label=label,
-            items=tuple(self.item(child) for child in rest),
+            items=tuple(self.item(child) for child in rest),  # type: ignore[misc]
             kind_span=_token_span(self.source, kind_token),
             label_span=label_span,
             span=self.span(tree),
@@ -289,6 +342,11 @@ class _TreeBuilder:
             items = tuple(self.value(child) for child in tree.children)
             text = self.source.text[tree.meta.start_pos : tree.meta.end_pos]
             return Value("list", items, text, span)
+        if tree.data == "call":
+            name, *args = tree.children
+            call = Call(str(name), _token_span(self.source, name), tuple(map(self.value, args)))
+            text = self.source.text[tree.meta.start_pos : tree.meta.end_pos]
+            return Value("call", call, text, span)
         token = tree.children[0]
         text = str(token)
         if tree.data == "number":

@@ -7,8 +7,10 @@ from pathlib import Path
 
 def display_name(path: Path) -> str:
     """The path relative to the working directory when inside it: generated code and error
-    messages must not depend on where a checkout lives."""
+    messages must not depend on where a checkout lives. Outside it, the absolute path: a
+    bare file name would not say which file an error is in."""
+    resolved = path.resolve()
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
-        return path.name
+        return resolved.as_posix()

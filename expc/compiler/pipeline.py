@@ -11,9 +11,11 @@ from pathlib import Path
 
 from expc.compiler import ir
 from expc.compiler.diagnostics import CompileError, Diagnostic
+from expc.compiler.include import Loaded, load
 from expc.compiler.lower import OverrideSyntax, lower
 from expc.compiler.parse import Assignment, SyntaxTree, parse
 from expc.compiler.pyformat import ruff_format
+from expc.compiler.reference import Resolver, Upstream
 from expc.compiler.render import render
 from expc.compiler.source import SourceFile
 from expc.compiler.validate import validate
@@ -25,6 +27,8 @@ class Compiled:
     spec: ir.Spec
     files: dict[str, str]  # path relative to the output folder -> formatted text
     warnings: list[Diagnostic] = field(default_factory=list)
+    # Absolute path -> sha256 of every other file read (the specs it extends or references).
+    dependencies: dict[str, str] = field(default_factory=dict)
 
 
 def resolve(
@@ -33,16 +37,50 @@ def resolve(
     overrides: tuple[OverrideSyntax, ...] = (),
 ) -> tuple[ir.Spec, list[Diagnostic]]:
     """Spec text -> validated IR (with a profile and `--set` overrides applied to each run)."""
-    tree = parse(source)
-    spec = lower(tree, profile=profile, extra=overrides)
-    warnings = validate(spec)
+    spec, warnings, _ = _resolve(source, profile, overrides)
     return spec, warnings
 
 
+def _resolve(
+    source: SourceFile,
+    profile: str | None,
+    overrides: tuple[OverrideSyntax, ...],
+    stack: tuple[Path, ...] | None = None,
+) -> tuple[ir.Spec, list[Diagnostic], Loaded]:
+    """Load (with extends), resolve `run(...)` references, lower and validate one spec.
+    `stack`: the specs whose references led here (to refuse reference cycles)."""
+    if stack is None:
+        stack = (source.path.resolve(),) if source.path is not None else ()
+    loaded = Loaded(layers=[], sources={source.name: source})
+    try:
+        loaded = load(source)
+        resolver = Resolver(_upstream, stack, local=dict(loaded.sources))
+        # Parse and resolve first: the references' files are part of the header's hash.
+        spec = lower(loaded.layers, profile=profile, extra=overrides, resolver=resolver)
+        loaded.also_read.update(resolver.read)
+        spec = spec.model_copy(update={"sha256": loaded.sha256})
+        warnings = validate(spec)
+    except CompileError as error:
+        # Errors in an extended spec say which `extends` line brought it in, and carry
+        # every file read, so that the CLI can show their code frames.
+        located = CompileError(loaded.locate(error.diagnostics))
+        located.sources = {**getattr(error, "sources", {}), **loaded.sources}  # type: ignore[attr-defined]
+        raise located from None
+    return spec, loaded.locate(warnings), loaded
+
+
+def _upstream(source: SourceFile, stack: tuple[Path, ...]) -> Upstream:
+    """A referenced spec's IR (reference.py calls this, with the reference stack)."""
+    spec, _, loaded = _resolve(source, None, (), stack)
+    files = {s.name: s for s in [*(t.source for t in loaded.layers), *loaded.also_read.values()]}
+    return Upstream(source, spec, files)
+
+
 def compile_source(source: SourceFile, format: bool = True) -> Compiled:
-    spec, warnings = resolve(source)
+    spec, warnings, loaded = _resolve(source, None, ())
     files = render(spec)
-    return Compiled(source, spec, ruff_format(files) if format else files, warnings)
+    formatted = ruff_format(files) if format else files
+    return Compiled(source, spec, formatted, warnings, dependencies=loaded.dependencies())
 
 
 def compile_path(path: Path) -> Compiled:

@@ -37,6 +37,11 @@ class Leaf:
     structural: bool
 
     @property
+    def run_folder(self) -> bool:
+        """A field of run folders: a config field even when fixed (`expc run` sets it)."""
+        return ir.run_folder_kind(self.owner, self.path[-1]) is not None
+
+    @property
     def dotted(self) -> str:
         return ".".join(self.path)
 
@@ -90,11 +95,16 @@ def _origin(spec: ir.Spec, path: tuple[str, ...]) -> str:
     for name in path[:-1]:
         node = getattr(node, name)
     span = node.field_spans.get(path[-1])
-    return f"spec line {span.line}" if span else "default"
+    if span is None:
+        return "default"
+    # A value from a spec this one extends names its file.
+    return f"spec line {span.line}" if span.file == spec.source else f"{span.file} line {span.line}"
 
 
 def _python_type(leaf: Leaf, values: list[Any]) -> str:
     annotation = leaf.owner.model_fields[leaf.path[-1]].annotation
+    if leaf.run_folder:
+        return "tuple[str, ...]" if get_origin(annotation) is tuple else "str"
     if get_origin(annotation) is not None and leaf.structural:
         return "Literal[" + ", ".join(_literal(v) for v in values) + "]"
     if annotation in (int, float, str, bool):
@@ -153,6 +163,11 @@ class Plan:
         origin = self.origin(dotted)
         return f" ({origin})" if origin != "default" else ""
 
+    @property
+    def reads_runs(self) -> bool:
+        """Whether a run refers to another experiment's runs (`run(...)`)."""
+        return any(run.upstream for run in self.spec.runs)
+
     def has_metric(self, name: str) -> bool:
         return name in self.spec.config.metrics
 
@@ -160,7 +175,8 @@ class Plan:
     def fields(self) -> list[ConfigField]:
         found = []
         for leaf in self.leaves:
-            if leaf.path in _NOT_CONFIG or (leaf.structural and not self.varies(leaf.dotted)):
+            fixed = leaf.structural and not self.varies(leaf.dotted) and not leaf.run_folder
+            if leaf.path in _NOT_CONFIG or fixed:
                 continue
             values = self.values(leaf.dotted)
             section = "run" if leaf.path[0] == "experiment" else leaf.path[0]

@@ -49,6 +49,19 @@ def _path(name: str, text: str) -> Path | None:
     return directory / "results" / f"{key}.json"
 
 
+def _unchanged(dependencies: dict[str, str]) -> bool:
+    """Whether every other file the compile read (extended or referenced specs) still has
+    the text it had: a spec's text alone does not key a compile that read other files."""
+    for file, sha in dependencies.items():
+        try:  # hashed as SourceFile.sha256 hashes it: the text as read, newlines normalised
+            data = Path(file).read_text(encoding="utf-8").encode("utf-8", "surrogatepass")
+        except (OSError, UnicodeDecodeError):
+            return False
+        if hashlib.sha256(data).hexdigest() != sha:
+            return False
+    return True
+
+
 def load(name: str, text: str) -> tuple[str, dict[str, str]] | None:
     """(experiment name, files) compiled earlier from exactly these inputs, if any."""
     path = _path(name, text)
@@ -56,16 +69,25 @@ def load(name: str, text: str) -> tuple[str, dict[str, str]] | None:
         return None
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
+        if not _unchanged(entry.get("dependencies", {})):
+            return None
         return entry["experiment"], entry["files"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError):
         return None
 
 
-def store(name: str, text: str, experiment: str, files: dict[str, str]) -> None:
+def store(
+    name: str,
+    text: str,
+    experiment: str,
+    files: dict[str, str],
+    dependencies: dict[str, str] | None = None,
+) -> None:
     path = _path(name, text)
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"experiment": experiment, "files": files}), encoding="utf-8")
+    entry = {"experiment": experiment, "files": files, "dependencies": dependencies or {}}
+    tmp.write_text(json.dumps(entry), encoding="utf-8")
     os.replace(tmp, path)

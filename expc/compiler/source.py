@@ -28,14 +28,16 @@ class Span(BaseModel):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """The text of one spec and the name to show for it (relative, never absolute)."""
+    """The text of one spec, the name to show for it, and where it was read from (None for
+    text that came from elsewhere: stdin, `--set`). `extends` resolves relative to `path`."""
 
     name: str
     text: str
+    path: Path | None = None
 
     @classmethod
     def read(cls, path: Path) -> SourceFile:
-        return cls(display_name(path), path.read_text(encoding="utf-8"))
+        return cls(display_name(path), path.read_text(encoding="utf-8"), path)
 
     @property
     def sha256(self) -> str:

@@ -37,5 +37,7 @@ def run_from_dict(module: ModuleType, values: dict[str, Any]) -> Any:
         kind = hints[field.name]
         if dataclasses.is_dataclass(kind):
             value = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        elif isinstance(value, list):  # a tuple field (the upstream runs) read from JSON
+            value = tuple(value)
         fields[field.name] = value
     return module.Run(**fields)

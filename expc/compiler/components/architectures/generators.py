@@ -11,7 +11,7 @@ from pydantic import Field
 
 from expc.compiler.components.base import Architecture
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, run_folders
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -23,8 +23,9 @@ ENDPOINT = re.compile(r"[^@\s]+@https?://\S+")
 class Generators(Node):
     """`model generators { ... }`: whose answers are compared, any mix of three kinds.
 
-    checkpoints: run folders of LMs trained by other expc experiments
-    (e.g. "runs/gated_attention/gated"), sampled in-process; named `<experiment>/<run>`.
+    checkpoints: run folders of LMs trained by other expc experiments, sampled in-process and
+    named `<experiment>/<run>`: references `run("gated_attention", "gated")` (checked when
+    compiling; `expc run` trains them first) or paths ("runs/gated_attention/gated").
     jsonl: files of answers you already have, one object a line with `prompt_id` (or the
     prompt text in `prompt`), `model` and `response` (or a list `responses`).
     endpoints: OpenAI-compatible servers as "MODEL@BASE_URL" (vLLM, llama.cpp, Ollama,
@@ -35,7 +36,7 @@ class Generators(Node):
     """
 
     family: Literal["generators"] = Field("generators", json_schema_extra=STRUCTURAL)
-    checkpoints: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
+    checkpoints: tuple[PathText, ...] = Field((), json_schema_extra=run_folders("sequence_model"))
     jsonl: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
     endpoints: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
     api: Literal["chat", "completions"] = Field("chat", json_schema_extra=STRUCTURAL)
@@ -52,7 +53,7 @@ def _needs_a_generator(config: Any) -> Iterator[Diagnostic]:
         yield Diagnostic(
             "`model generators` names no generator",
             model.span,
-            help='add `checkpoints = ["runs/gated_attention/gated"]`, `jsonl = [...]` '
+            help='add `checkpoints = [run("gated_attention", "gated")]`, `jsonl = [...]` '
             'or `endpoints = ["MODEL@http://127.0.0.1:8000/v1"]`',
         )
 

@@ -78,6 +78,22 @@ def _spec_paths(paths: list[Path] | None) -> list[Path]:
     return found
 
 
+def _output_for(paths: list[Path], output: Path | None) -> Path:
+    """generated/ holds the code of the specs in specs/ (committed, checked in CI); the code
+    of a spec anywhere else goes only where -o says, never into the repository's."""
+    if output is not None:
+        return output
+    specs = SPECS_DIR.resolve()
+    outside = [p for p in paths if not p.resolve().is_relative_to(specs)]
+    if outside:
+        raise _fail(
+            f"{display_name(outside[0])} is outside specs/, and generated/ holds the code of "
+            "specs/ only",
+            "pass `-o FOLDER` for its code, or `expc run` it (a run compiles into its folder)",
+        )
+    return GENERATED_DIR
+
+
 def _read(path: Path) -> SourceFile:
     from expc.compiler.source import SourceFile
 
@@ -222,10 +238,14 @@ def _main(fn):  # noqa: ANN001, ANN202 - a decorator over typer commands
 @_main
 def compile(
     paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/)."),
-    output: Path = typer.Option(GENERATED_DIR, "--output", "-o", help="Output folder."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Output folder (default: generated/, for specs/ only)."
+    ),
 ) -> None:
     """Compile specs into OUTPUT/<experiment>/ (a Python package of PyTorch code)."""
-    compiled = _compile_all(_spec_paths(paths))
+    found = _spec_paths(paths)
+    output = _output_for(found, output)
+    compiled = _compile_all(found)
     changes = _stale(compiled, output)
     _write(changes)
     for result in compiled:
@@ -239,10 +259,14 @@ def compile(
 @_main
 def check(
     paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/)."),
-    output: Path = typer.Option(GENERATED_DIR, "--output", "-o", help="Generated folder."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Generated folder (default: generated/, for specs/)."
+    ),
 ) -> None:
     """Fail (exit 2) with a diff if OUTPUT is not exactly what the specs compile to."""
-    compiled = _compile_all(_spec_paths(paths))
+    found = _spec_paths(paths)
+    output = _output_for(found, output)
+    compiled = _compile_all(found)
     changes = _stale(compiled, output)
     if not paths and output.is_dir():
         # A package whose spec is gone is stale too.
@@ -354,6 +378,48 @@ def fmt(
 
 
 @app.command()
+@_main
+def graph(
+    paths: list[Path] = typer.Argument(None, help="Spec files or folders (default: specs/)."),
+    dot: bool = typer.Option(False, "--dot", help="Print Graphviz dot instead of text."),
+) -> None:
+    """Print which runs read the runs of other experiments (`run("spec", "name")`)."""
+    from expc.compiler import CompileError, resolve
+
+    specs = []
+    failed = False
+    for path in _spec_paths(paths):
+        source = _read(path)
+        try:
+            specs.append(resolve(source)[0])
+        except CompileError as error:
+            _report(error, {source.name: source})
+            failed = True
+    if failed:
+        raise _Failed(1)
+    edges = [
+        (f"{ref.experiment}/{ref.run}", f"{spec.config.experiment.name}/{run.name}")
+        for spec in specs
+        for run in spec.runs
+        for ref in run.upstream
+    ]
+    if dot:
+        lines = ["digraph expc {", "  rankdir=LR;", "  node [shape=box];"]
+        runs = {f"{s.config.experiment.name}/{r.name}" for s in specs for r in s.runs}
+        for node in sorted(runs | {a for a, _ in edges}):
+            lines.append(f'  "{node}";')
+        lines += [f'  "{a}" -> "{b}";' for a, b in edges]
+        sys.stdout.write("\n".join([*lines, "}"]) + "\n")
+        return
+    for spec in specs:
+        extends = f", extends {', '.join(spec.extends)}" if spec.extends else ""
+        out.print(f"[bold]{spec.config.experiment.name}[/] ({spec.source}{extends})")
+        for run in spec.runs:
+            reads = ", ".join(f"{r.experiment}/{r.run}" for r in run.upstream)
+            out.print(f"  {run.name}" + (f" <- {reads}" if reads else ""))
+
+
+@app.command()
 def components() -> None:
     """Print which model families and data kinds fit each objective, and its targets."""
     from rich.table import Table
@@ -410,7 +476,12 @@ def run(
     profile: str = typer.Option(None, "--profile", help="A profile defined in the spec."),
     set_: list[str] = typer.Option(None, "--set", help="Override: path=value (repeatable)."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Runs folder."),
-    generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
+    generated: Path = typer.Option(
+        None,
+        "--generated",
+        "-o",
+        help="Generated-code folder (default: generated/ for specs/, else the runs folder).",
+    ),
     device: str = typer.Option(
         None, "--device", help="cpu or cuda: override the spec's target (try cuda code on cpu)."
     ),
@@ -483,12 +554,16 @@ def runs_command(
     from rich.table import Table
 
     from expc.runtime.metrics import read_metrics
-    from expc.runtime.report import run_dirs
+    from expc.runtime.report import profile_label, run_dirs
 
     if not folder.is_dir():
         raise _fail(f"no such folder: {folder}", "runs are written by `expc run`")
-    table = Table("experiment", "run", "step", "status", "val_loss", "updated")
+    table = Table("experiment", "profile", "run", "step", "status", "val_loss", "updated")
     for experiment in sorted(p for p in folder.iterdir() if p.is_dir()):
+        try:
+            info = json.loads((experiment / "spec.json").read_text())
+        except (OSError, ValueError):
+            info = {}
         for run_dir in run_dirs(experiment):
             rows = read_metrics(run_dir)
             config = json.loads((run_dir / "config.json").read_text())
@@ -500,7 +575,8 @@ def runs_command(
             loss = last.get("val_loss")
             updated = (run_dir / "metrics.jsonl").stat().st_mtime
             table.add_row(
-                experiment.name,
+                info.get("experiment", experiment.name),
+                profile_label(info).replace("`", "") if info else "?",
                 run_dir.name,
                 f"{last.get('step', 0)}/{steps}",
                 status,

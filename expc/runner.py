@@ -4,12 +4,15 @@ generated code in-process with a progress bar, then write the experiment report.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -18,10 +21,12 @@ from expc.compiler import (
     Diagnostic,
     compile_source,
     components,
+    ir,
     parse_overrides,
     resolve,
 )
 from expc.compiler.diagnostics import did_you_mean
+from expc.compiler.paths import display_name
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
 from expc.runtime.device import resolve_device
@@ -53,13 +58,32 @@ def _select(run_names: list[str], wanted: list[str]) -> list[str]:
     return chosen
 
 
+@dataclass
+class Session:
+    """What one `expc run` command shares with the upstream runs it builds first."""
+
+    out_dir: Path
+    generated: Path | None  # None: generated/ for specs under specs/, else the run folder
+    console: Console
+    device: str | None = None
+    resume: bool = False
+    force: bool = False
+    jobs: int = 1
+    nodes: tuple[int, int, str, int] | None = None
+    # Upstream runs built (or found up to date) in this command: (spec path, profile, run)
+    # -> the record config.json keeps, or the reason it is not available.
+    built: dict[tuple[str, str | None, str], dict[str, str] | str] = field(default_factory=dict)
+    # (upstream spec path, the dependent's profile) -> the profile the upstream runs under.
+    profiles: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
+
+
 def execute(
     spec_path: Path,
     variants: list[str],
     profile: str | None,
     sets: list[str],
     out_dir: Path,
-    generated: Path,
+    generated: Path | None,
     console: Console,
     device: str | None = None,
     resume: bool = False,
@@ -68,68 +92,93 @@ def execute(
     report: bool = True,
     nodes: tuple[int, int, str, int] | None = None,
 ) -> Path | None:
-    """Run the selected runs of a spec; return the path of the report."""
+    """Run the selected runs of a spec, after the runs of other experiments they read;
+    return the path of the report."""
+    session = Session(out_dir, generated, console, device, resume, force, jobs, nodes)
+    return _execute(session, spec_path, variants, profile, sets, report=report)
+
+
+def _execute(
+    session: Session,
+    spec_path: Path,
+    variants: list[str],
+    profile: str | None,
+    sets: list[str],
+    report: bool = True,
+    upstream_of: str | None = None,
+) -> Path | None:
     from expc.runtime.progress import Progress, progress_bar
     from expc.runtime.report import write_report
 
+    console = session.console
+    if not spec_path.is_file():
+        raise RunError(f"no spec file at {spec_path}" + ("" if spec_path.suffix else " (.exp?)"))
     source = SourceFile.read(spec_path)
     sources = {source.name: source}
     try:
         compiled = compile_source(source)
         experiment = compiled.spec.config.experiment.name
+        folder = experiment_folder(experiment, profile, sets)
+        experiment_dir = session.out_dir / folder
+        generated = session.generated or _default_generated(spec_path, experiment_dir)
         package_dir = generated / experiment
-        stale = {
-            name: text
-            for name, text in compiled.files.items()
-            if not (generated / name).exists()
-            or (generated / name).read_text(encoding="utf-8") != text
-        }
-        for name, text in stale.items():
-            (generated / name).parent.mkdir(parents=True, exist_ok=True)
-            (generated / name).write_text(text, encoding="utf-8")
-        if stale:
-            console.print(f"compiled {source.name} -> {package_dir}/")
+        _write_package(compiled.files, generated, source.name, console)
 
         overrides, set_sources = parse_overrides(sets)
         sources.update({s.name: s for s in set_sources})
-        resolved, _ = resolve(source, profile=profile, overrides=overrides)
-        plan = Plan(compiled.spec)
-        origin = f"profile `{profile}`" if profile else "--set"
-        for run in resolved.runs:
-            plan.check_run(run.config, origin if (profile or sets) else "the spec")
+        resolved = _resolve_blamed(source, compiled, profile, overrides)
         names = _select([r.name for r in resolved.runs], variants)
     except CompileError as error:
-        error.sources = sources  # type: ignore[attr-defined]
+        error.sources = {**getattr(error, "sources", {}), **sources}  # type: ignore[attr-defined]
         raise
 
     target = compiled.spec.config.target
-    resolve_device(target.device, override=device)  # no GPU? say so before any work starts
-    if target.kernels == "triton" and (device or target.device) == "cpu":
+    resolve_device(target.device, override=session.device)  # no GPU? say so before any work
+    if target.kernels == "triton" and (session.device or target.device) == "cpu":
         # Triton reads this when it is first imported: run the kernels in its interpreter.
         os.environ["TRITON_INTERPRET"] = "1"
+    runs = {r.name: r for r in resolved.runs}
+    # A run whose input files are missing fails now, located in the spec; the others go on.
+    blocked = _missing_inputs(resolved, names, sources, console)
+    # The runs of other experiments the selected runs read, trained first if missing.
+    wanted = [runs[n] for n in names if n not in blocked]
+    blocked.update(_build_upstream(session, wanted, profile, experiment))
+
     module = load_train_module(package_dir)
-    experiment_dir = out_dir / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    (experiment_dir / "spec.json").write_text(
+    _write_text(
+        experiment_dir / "spec.json",
         json.dumps(
             {
                 "source": source.name,
-                "sha256": source.sha256,
+                "sha256": compiled.spec.sha256,
+                "experiment": experiment,
+                "profile": profile,
+                "sets": list(sets),
+                "package": str(package_dir.resolve()),
                 "runs": [r.name for r in resolved.runs],
                 # The backend's analysis (e.g. a depth table) that write_report adds.
                 "report": components.for_config(compiled.spec.config).report,
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
-    runs = {r.name: r for r in resolved.runs}
+    plan = Plan(compiled.spec)
     for name in names:  # run names are validated; this guards the invariant anyway
         if not (experiment_dir / name).resolve().is_relative_to(experiment_dir.resolve()):
             raise RunError(f"run name {name!r} would leave {experiment_dir}")
 
     def config_of(name: str):  # noqa: ANN202 - the generated module's Run dataclass
-        values = plan.run_values(runs[name].config)
+        run = runs[name]
+        values = plan.run_values(run.config)
+        records = []
+        for reference in run.upstream:  # point each reference at the folder built for it
+            record = session.built[_upstream_key(session, reference, profile)]
+            assert isinstance(record, dict)
+            _set_element(values, reference.field, record["folder"])
+            records.append(record)
+        extra = {"upstream": tuple(records)} if plan.reads_runs else {}
         return module.Run(
             name,
             **values.get("run", {}),
@@ -137,56 +186,327 @@ def execute(
                 section: getattr(module, cls)(**values.get(section, {}))
                 for section, cls in plan.sections()
             },
+            **extra,
         )
 
+    failed: dict[str, str] = dict(blocked)
     pending = []
     for name in names:
-        if not force and _finished(experiment_dir / name, dataclasses.asdict(config_of(name))):
-            console.print(
-                f"[bold]{name}[/]: finished earlier with this config, skipped (--force reruns)"
-            )
-        else:
-            pending.append(name)
+        if name in failed:
+            console.print(f"[bold red]{name}: not run[/]: {failed[name]}")
+            continue
+        verdict = _verdict(experiment_dir / name, dataclasses.asdict(config_of(name)), session)
+        if verdict.skip:
+            console.print(f"[bold]{name}[/]: {verdict.message}")
+            if upstream_of is None and not verdict.ok:
+                failed[name] = verdict.message
+            continue
+        if verdict.message:
+            console.print(f"[bold]{name}[/]: {verdict.message}")
+        pending.append(name)
     if target.strategy == "ddp":
-        failed = []
         for name in pending:
             config = config_of(name)
             launch = {
                 "run": dataclasses.asdict(config),
                 "out_dir": str(experiment_dir / name),
-                "device": device,
-                "resume": resume,
+                "device": session.device,
+                "resume": session.resume,
             }
-            if not _torchrun(package_dir, experiment_dir / name, launch, config, nodes, console):
-                failed.append(name)
-    elif jobs > 1 and len(pending) > 1:
-        flags = _child_flags(profile, sets, device, resume, generated)
-        failed = _run_jobs(spec_path, pending, flags, experiment_dir, out_dir, jobs, console)
-    else:
-        failed = []
+            run_dir = experiment_dir / name
+            if not _torchrun(package_dir, run_dir, launch, config, session.nodes, console):
+                failed[name] = f"see {experiment_dir / name / 'job.log'}"
+    elif session.jobs > 1 and len(pending) > 1:
+        flags = _child_flags(profile, sets, session.device, session.resume, generated)
+        for name in _run_jobs(
+            spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
+        ):
+            failed[name] = f"see {experiment_dir / name / 'job.log'}"
+    elif pending:
         with progress_bar() as bar:
             for name in pending:
                 config = config_of(name)
                 task = Progress(bar, name, getattr(config.train, "total_steps", config.train.steps))
                 try:
                     final = module.train(
-                        config, experiment_dir / name, task, device=device, resume=resume
+                        config,
+                        experiment_dir / name,
+                        task,
+                        device=session.device,
+                        resume=session.resume,
                     )
                 except RunError as error:  # this run cannot go on; the others can
-                    failed.append(name)
+                    failed[name] = f"see {experiment_dir / name / 'job.log'}"
                     (experiment_dir / name).mkdir(parents=True, exist_ok=True)
                     (experiment_dir / name / "job.log").write_text(f"error: {error}\n")
                     bar.console.print(f"[bold red]{name}: failed[/]: {error}")
                     continue
                 bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
-    report_path = write_report(experiment_dir) if report else None
+    finished = [n for n in names if n not in failed]
+    report_path = None
+    if report and run_dirs_with_metrics(experiment_dir):
+        report_path = write_report(experiment_dir)
     if failed:
-        raise RunError(
-            f"{len(failed)} of {len(pending)} runs failed: "
-            + ", ".join(f"{name} (see {experiment_dir / name / 'job.log'})" for name in failed)
-            + "; the others finished and are in the report"
-        )
+        where = f"{upstream_of}'s upstream " if upstream_of else ""
+        listed = ", ".join(f"{name} ({why})" for name, why in failed.items())
+        if finished:
+            tail = "; the others finished" + (" and are in the report" if report_path else "")
+        else:
+            tail = "; none finished" + (", so no report was written" if report else "")
+        raise RunError(f"{len(failed)} of {len(names)} {where}runs failed: {listed}{tail}")
     return report_path
+
+
+def experiment_folder(experiment: str, profile: str | None, sets: list[str]) -> str:
+    """The folder of an experiment's runs under a profile and `--set` overrides: the default
+    profile's is `<experiment>`, others are beside it (`<experiment>@smoke`,
+    `<experiment>@set-1a2b3c4d`, `<experiment>@smoke+set-...`), so no profile or override
+    ever writes over another's results."""
+    labels = [profile] if profile else []
+    if sets:
+        digest = hashlib.sha256("\n".join(s.strip() for s in sets).encode()).hexdigest()
+        labels.append(f"set-{digest[:8]}")
+    return experiment + ("@" + "+".join(labels) if labels else "")
+
+
+def _default_generated(spec_path: Path, experiment_dir: Path) -> Path:
+    """generated/ holds the committed code of specs/; a spec anywhere else compiles into its
+    experiment folder (`<runs>/<experiment>/code/`), so the repository stays clean."""
+    specs = (Path.cwd() / "specs").resolve()
+    if spec_path.resolve().is_relative_to(specs):
+        return Path("generated")
+    return experiment_dir / "code"
+
+
+def _write_package(files: dict[str, str], generated: Path, shown: str, console: Console) -> None:
+    stale = {
+        name: text
+        for name, text in files.items()
+        if not (generated / name).exists() or (generated / name).read_text(encoding="utf-8") != text
+    }
+    for name, text in stale.items():
+        (generated / name).parent.mkdir(parents=True, exist_ok=True)
+        _write_text(generated / name, text)
+    if stale:
+        package = next(iter(files)).split("/", 1)[0]
+        console.print(f"compiled {shown} -> {generated / package}/")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a whole file or leave the old one: a temp file renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _resolve_blamed(source: SourceFile, compiled, profile, overrides):  # noqa: ANN001, ANN202
+    """The spec's runs under the profile and `--set`; a value the generated code cannot run
+    is blamed on what set it: the profile alone is checked first, then with `--set`."""
+    plan = Plan(compiled.spec)
+    if profile:
+        with_profile, _ = resolve(source, profile=profile)
+        for run in with_profile.runs:
+            plan.check_run(run.config, f"profile `{profile}`")
+    resolved, _ = resolve(source, profile=profile, overrides=overrides)
+    for run in resolved.runs:
+        plan.check_run(run.config, "--set" if overrides else "the spec")
+    return resolved
+
+
+def _missing_inputs(
+    resolved: ir.Spec, names: list[str], sources: dict[str, SourceFile], console: Console
+) -> dict[str, str]:
+    """Runs (of `names`) that name a missing input file: each problem printed once, with
+    its place in the spec; run name -> the reason."""
+    from expc.compiler.diagnostics import render_all
+    from expc.compiler.inputs import missing_inputs
+
+    blocked: dict[str, str] = {}
+    shown: set[str] = set()
+    for run in resolved.runs:
+        if run.name not in names:
+            continue
+        problems = missing_inputs(resolved.model_copy(update={"runs": (run,)}), Path.cwd())
+        if not problems:
+            continue
+        blocked[run.name] = problems[0].message
+        fresh = [d for d in problems if d.message not in shown]
+        shown.update(d.message for d in fresh)
+        if fresh:
+            console.print(render_all(fresh, sources), end="")
+    return blocked
+
+
+def run_dirs_with_metrics(experiment_dir: Path) -> list[Path]:
+    from expc.runtime.report import run_dirs
+
+    return run_dirs(experiment_dir) if experiment_dir.is_dir() else []
+
+
+# --- runs of other experiments --------------------------------------------------------------
+
+
+def _upstream_profile(upstream: ir.Spec, profile: str | None) -> str | None:
+    """The profile an upstream spec runs under: the dependent's, when the upstream has it
+    (every spec has `smoke`); otherwise its default profile."""
+    if profile is None:
+        return None
+    if profile == "smoke" or upstream.profile(profile) is not None:
+        return profile
+    return None
+
+
+def _upstream_key(
+    session: Session, reference: ir.Reference, profile: str | None
+) -> tuple[str, str | None, str]:
+    return (reference.path, session.profiles[(reference.path, profile)], reference.run)
+
+
+def _build_upstream(
+    session: Session, runs: list[ir.Run], profile: str | None, dependent: str
+) -> dict[str, str]:
+    """Train the runs of other experiments that `runs` read and that are missing (or stale,
+    with --force), each spec once with the runs it needs; returns the dependent runs that
+    cannot go on, with the reason."""
+    wanted: dict[str, list[str]] = {}
+    for run in runs:
+        for reference in run.upstream:
+            names = wanted.setdefault(reference.path, [])
+            if reference.run not in names:
+                names.append(reference.run)
+    for path, names in wanted.items():
+        upstream_spec = _compile_upstream(Path(path))
+        upstream_profile = _upstream_profile(upstream_spec, profile)
+        session.profiles[(path, profile)] = upstream_profile
+        todo = [n for n in names if (path, upstream_profile, n) not in session.built]
+        if not todo:
+            continue
+        experiment = upstream_spec.config.experiment.name
+        folder = session.out_dir / experiment_folder(experiment, upstream_profile, [])
+        label = f" (profile `{upstream_profile}`)" if upstream_profile else ""
+        session.console.print(
+            f"[bold]{dependent}[/] reads {', '.join(f'{experiment}/{n}' for n in todo)}{label}"
+        )
+        problem = None
+        try:
+            _execute(
+                session,
+                Path(path),
+                todo,
+                upstream_profile,
+                [],
+                upstream_of=dependent,
+            )
+        except RunError as error:
+            problem = str(error)
+        for name in todo:
+            run_dir = folder / name
+            checkpoint = run_dir / "checkpoint.pt"
+            if not (run_dir / "summary.json").exists() or not checkpoint.exists():
+                why = f"upstream run {experiment}/{name} did not finish"
+                session.built[(path, upstream_profile, name)] = why + (
+                    f" ({problem})" if problem else ""
+                )
+                continue
+            session.built[(path, upstream_profile, name)] = {
+                "spec": display_name(Path(path)),
+                "spec_sha256": upstream_spec.sha256,
+                "run": name,
+                "folder": str(run_dir),
+                "checkpoint_sha256": _file_sha256(checkpoint),
+            }
+    blocked: dict[str, str] = {}
+    for run in runs:
+        for reference in run.upstream:
+            record = session.built[_upstream_key(session, reference, profile)]
+            if isinstance(record, str):
+                blocked.setdefault(run.name, record)
+    return blocked
+
+
+def _compile_upstream(path: Path) -> ir.Spec:
+    spec, _ = resolve(SourceFile.read(path))
+    return spec
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _set_element(values: dict[str, dict[str, Any]], at: tuple[str | int, ...], folder: str) -> None:
+    """Put a built upstream folder where its reference was written: `at` is the field's
+    path, with the list index last for a list (`("model", "checkpoints", 0)`)."""
+    names = [part for part in at if isinstance(part, str)]
+    section, key = names[0], "_".join(names[1:])  # as plan.ConfigField names the field
+    fields = values.setdefault(section, {})
+    if isinstance(at[-1], int):
+        items = list(fields[key])
+        items[at[-1]] = folder
+        fields[key] = tuple(items)
+    else:
+        fields[key] = folder
+
+
+# --- what to do with a run folder that exists ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    skip: bool
+    ok: bool = True  # a skip that is not a failure
+    message: str = ""
+
+
+def _verdict(run_dir: Path, config: dict, session: Session) -> Verdict:
+    """Whether a run trains, given what its folder holds: a finished run with this config is
+    skipped; one with another config is replaced only with --force (saying what changes);
+    an unfinished one starts again (or resumes)."""
+    try:
+        written = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        written = None
+    finished = (run_dir / "summary.json").exists() and written is not None
+    if not finished:
+        return Verdict(skip=False)
+    same = written == json.loads(json.dumps(config))
+    if same and not session.force:
+        return Verdict(True, True, "finished earlier with this config, skipped (--force reruns)")
+    if same:
+        return Verdict(False, message="replacing the finished run (--force)")
+    changes = _changes(written, json.loads(json.dumps(config)))
+    if not session.force:
+        return Verdict(
+            True,
+            False,
+            f"finished earlier with another config ({changes}); `--force` replaces it",
+        )
+    return Verdict(False, message=f"replacing the finished run (--force): {changes}")
+
+
+def _changes(before: dict, after: dict, limit: int = 3) -> str:
+    flat_before, flat_after = _flatten(before), _flatten(after)
+    keys = [k for k in {**flat_before, **flat_after} if flat_before.get(k) != flat_after.get(k)]
+    shown = [f"{k} {_short(flat_before.get(k))} -> {_short(flat_after.get(k))}" for k in keys]
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return found
+    return {prefix: value}
 
 
 def _torchrun(
@@ -226,16 +546,6 @@ def _torchrun(
 
 def _summary(row: dict) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("tokens", "lr"))
-
-
-def _finished(run_dir: Path, config: dict) -> bool:
-    """A run that wrote its summary with exactly this config needs no rerun."""
-    try:
-        written = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    same = written == json.loads(json.dumps(config))
-    return same and (run_dir / "summary.json").exists()
 
 
 def _child_flags(

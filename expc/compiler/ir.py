@@ -39,6 +39,40 @@ def run_folder_kind(model: type[BaseModel], field: str) -> str | None:
     return extra.get("run_folder") if isinstance(extra, dict) else None  # type: ignore[return-value]
 
 
+def input_file(
+    builtin: tuple[str, ...] = (), *, folder: bool = False, suffixes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Field metadata: the field names a local input file (or a tuple of them) that a run
+    reads, relative to the directory `expc run` starts in. `builtin`: values that name a
+    source shipped with expc instead of a file; an empty value names nothing. `folder`: a
+    folder is accepted too; `suffixes`: a file must end in one of these (as the runtime's
+    loader requires). Checked before a run starts (expc/compiler/inputs.py); the metadata
+    does not change generated code. With `structural`, write `{**STRUCTURAL, **input_file()}`."""
+    extra: dict[str, Any] = {"input_file": True, "builtin": list(builtin)}
+    if folder:
+        extra["folder"] = True
+    if suffixes:
+        extra["suffixes"] = list(suffixes)
+    return extra
+
+
+def input_file_builtins(model: type[BaseModel], field: str) -> tuple[str, ...] | None:
+    """The built-in values of an input-file field (see `input_file`); None when the field
+    does not name input files."""
+    extra = model.model_fields[field].json_schema_extra
+    if not isinstance(extra, dict) or not extra.get("input_file"):
+        return None
+    return tuple(extra.get("builtin") or ())  # type: ignore[arg-type]
+
+
+def input_file_rules(model: type[BaseModel], field: str) -> tuple[bool, tuple[str, ...]]:
+    """(a folder is accepted, the suffixes a file needs) of an input-file field."""
+    extra = model.model_fields[field].json_schema_extra
+    if not isinstance(extra, dict):
+        return False, ()
+    return bool(extra.get("folder")), tuple(extra.get("suffixes") or ())  # type: ignore[arg-type]
+
+
 def _identifier(name: str) -> str:
     if keyword.iskeyword(name) or name.startswith("__"):
         raise ValueError(f"`{name}` is reserved in Python and cannot name an experiment")
@@ -159,6 +193,7 @@ class Spec(Node):
     ir_version: int = IR_VERSION
     source: str
     sha256: str
+    extends: tuple[str, ...] = ()  # the specs it builds on (`extends`), furthest first
     config: SerializeAsAny[Config]
     variants: tuple[Variant, ...] = ()
     sweeps: tuple[Sweep, ...] = ()

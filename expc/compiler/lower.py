@@ -737,6 +737,7 @@ def lower(
     return ir.Spec(
         source=tree.source.name,
         sha256=sha256 or tree.source.sha256,
+        extends=tuple(layer.source.name for layer in layers[:-1]),
         config=base_config,
         variants=tuple(
             ir.Variant(name=n, overrides=tuple(_ir_override(o) for o in os)) for n, os in variants

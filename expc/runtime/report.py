@@ -44,6 +44,16 @@ def run_dirs(experiment_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
+def profile_label(info: dict[str, Any]) -> str:
+    """How an experiment folder's runs were configured, from its spec.json: the profile
+    (`default` for none) and the `--set` overrides on top."""
+    label = f"`{info['profile']}`" if info.get("profile") else "default"
+    sets = info.get("sets") or []
+    if sets:
+        label += " with " + ", ".join(f"`--set {s}`" for s in sets)
+    return label
+
+
 def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
     """One PNG per metric, every run a line against training step."""
     import matplotlib
@@ -163,6 +173,7 @@ def write_report(experiment_dir: Path) -> Path:
     info = json.loads(spec_note.read_text()) if spec_note.exists() else {}
     if info:
         lines += [f"Spec: `{info['source']}` (sha256 `{info['sha256'][:12]}`)", ""]
+        lines += [f"Profile: {profile_label(info)}", ""]
     lines += ["Final evaluation of each run:", ""]
     lines.append("| run | " + " | ".join(columns) + " |")
     lines.append("|---|" + "---|" * len(columns))

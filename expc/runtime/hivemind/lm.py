@@ -13,6 +13,7 @@ prepares its inputs.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,10 +107,10 @@ class LanguageModel:
         name: str | None = None,
     ) -> None:
         self.checkpoint = resolve_checkpoint(checkpoint)
-        # runs/<experiment>/<run>/checkpoint.pt: the folder names give the package and a name.
+        # runs/<experiment>[@profile]/<run>/checkpoint.pt: the experiment folder's spec.json
+        # (written by `expc run`) names the experiment and the code that trained it.
         run_dir = self.checkpoint.parent
-        experiment = run_dir.parent.name
-        package = Path(generated) / experiment
+        experiment, package = experiment_package(run_dir, Path(generated))
         if not (package / "model.py").is_file():
             raise RunError(
                 f"no generated package {str(package)!r} for experiment {experiment!r}; run "
@@ -212,3 +213,19 @@ def _decode(data: bytes, stop: Sequence[str]) -> Completion:
         kept = text[: min(cuts)]
         return Completion(kept, "stop", len(kept.encode("utf-8")))
     return Completion(text, "length", len(data))
+
+
+def experiment_package(run_dir: Path, generated: Path) -> tuple[str, Path]:
+    """(experiment name, generated package) of a run folder: the package `expc run` trained
+    it with when that still exists, else `generated/<experiment>`."""
+    info = run_dir.parent / "spec.json"
+    experiment = run_dir.parent.name.split("@", 1)[0]
+    try:
+        recorded = json.loads(info.read_text(encoding="utf-8"))
+        experiment = str(recorded.get("experiment", experiment))
+        package = Path(recorded.get("package", ""))
+        if recorded.get("package") and (package / "model.py").is_file():
+            return experiment, package
+    except (OSError, ValueError, AttributeError):
+        pass
+    return experiment, generated / experiment

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from expc.compiler.components.base import Architecture
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node, run_folders
+from expc.compiler.ir import STRUCTURAL, Node, input_file, run_folders
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -37,7 +37,7 @@ class Generators(Node):
 
     family: Literal["generators"] = Field("generators", json_schema_extra=STRUCTURAL)
     checkpoints: tuple[PathText, ...] = Field((), json_schema_extra=run_folders("sequence_model"))
-    jsonl: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
+    jsonl: tuple[PathText, ...] = Field((), json_schema_extra={**STRUCTURAL, **input_file()})
     endpoints: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
     api: Literal["chat", "completions"] = Field("chat", json_schema_extra=STRUCTURAL)
     concurrency: Annotated[int, Field(ge=1, le=256)] = 4

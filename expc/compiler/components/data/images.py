@@ -10,7 +10,7 @@ from pydantic import Field
 
 from expc.compiler.components.base import DataSource
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, input_file
 
 
 class ImageData(Node):
@@ -31,7 +31,11 @@ class ImageData(Node):
     """
 
     kind: Literal["shapes", "images"] = Field("shapes", json_schema_extra=STRUCTURAL)
-    path: Annotated[str, Field(max_length=4096)] = ""
+    # A folder of PNGs or a .npy file (expc/runtime/diffusion/data.py: load_images); "" (the
+    # default, `data shapes`) names nothing.
+    path: Annotated[str, Field(max_length=4096)] = Field(
+        "", json_schema_extra=input_file(folder=True, suffixes=(".npy",))
+    )
     n: Annotated[int, Field(ge=2, le=10**7)] = 64
     held_out: Annotated[int, Field(ge=2, le=10**7)] = 512
     size: Annotated[int, Field(ge=0, le=1024)] = 16

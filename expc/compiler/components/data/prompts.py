@@ -9,7 +9,7 @@ from pydantic import Field
 
 from expc.compiler.components.base import DataSource
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, input_file
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -39,7 +39,9 @@ class Prompts(Node):
     """
 
     kind: Literal["prompts"] = Field("prompts", json_schema_extra=STRUCTURAL)
-    source: PathText = "builtin"
+    source: PathText = Field(
+        "builtin", json_schema_extra=input_file(("builtin",), suffixes=(".jsonl", ".csv"))
+    )
     categories: tuple[str, ...] = Field((), json_schema_extra=STRUCTURAL)
     per_category: Annotated[int, Field(ge=0, le=100000)] = 0
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from expc.compiler.components.base import DataSource
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, input_file
 
 
 class TextData(Node):
@@ -18,7 +18,9 @@ class TextData(Node):
     """
 
     kind: Literal["text"] = Field("text", json_schema_extra=STRUCTURAL)
-    corpus: Annotated[str, Field(min_length=1, max_length=4096)] = "pydoc_data.topics"
+    corpus: Annotated[str, Field(min_length=1, max_length=4096)] = Field(
+        "pydoc_data.topics", json_schema_extra=input_file(("pydoc_data.topics",))
+    )
     context: Annotated[int, Field(ge=2, le=65536)] = 128
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
 

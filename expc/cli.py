@@ -112,6 +112,7 @@ class _Output:
     cacheable: bool = False
     formatted: bool = False
     dependencies: dict[str, str] | None = None  # other files read, for the result cache
+    where: str = ""  # the spec's absolute path, for the result cache
 
 
 def _compile_one(path: Path) -> _Output | None:
@@ -121,7 +122,8 @@ def _compile_one(path: Path) -> _Output | None:
         name, text = display_name(path), path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise _fail(f"cannot read {path}: {error}") from None
-    cached = result_cache.load(name, text)
+    where = str(path.resolve())
+    cached = result_cache.load(name, text, where)
     if cached is not None:
         return _Output(name, *cached, formatted=True)
     from expc.compiler import CompileError, compile_source
@@ -143,6 +145,7 @@ def _compile_one(path: Path) -> _Output | None:
         text=text,
         cacheable=not compiled.warnings,
         dependencies=compiled.dependencies,
+        where=where,
     )
 
 
@@ -172,6 +175,7 @@ def _format_all(results: list[_Output]) -> None:
                 result.experiment,
                 result.files,
                 result.dependencies,
+                result.where,
             )
 
 

@@ -34,6 +34,14 @@ class ExpLexer(RegexLexer):
             (r'"', String.Double, "string"),
             (r"\b(true|false)\b", Keyword.Constant),
             (r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", Number),
+            # `extends "base.exp"` and `remove train.warmup`: statements of their own.
+            (
+                rf"\b(remove)(\s+)({_NAME}(?:\.{_NAME})*)",
+                bygroups(Keyword.Namespace, Whitespace, Name.Attribute),
+            ),
+            (r"\b(extends)\b", Keyword.Namespace),
+            # A reference to another experiment's run: `run("gated_attention", "vanilla")`.
+            (rf"({_NAME})(\s*)(\()", bygroups(Name.Function, Whitespace, Punctuation)),
             # A block header: `model transformer {` or `train {`.
             (
                 rf"({_NAME})(\s+)({_NAME})(\s*)(\{{)",
@@ -46,7 +54,7 @@ class ExpLexer(RegexLexer):
                 bygroups(Name.Attribute, Whitespace, Operator),
             ),
             (_NAME, Name.Constant),  # symbols: enum values such as `rmsnorm`
-            (r"[{}\[\],.]", Punctuation),
+            (r"[{}\[\](),.]", Punctuation),
             (r".", Error),
         ],
         "string": [

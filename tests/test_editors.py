@@ -44,6 +44,15 @@ def test_lexer_token_kinds() -> None:
     assert kinds["true"] in Keyword.Constant
 
 
+def test_lexer_knows_extends_remove_and_references() -> None:
+    text = 'extends "base.exp"\nremove train.warmup\nm { c = [run("a", "b")] }\n'
+    tokens = list(ExpLexer().get_tokens(text))
+    assert not [value for kind, value in tokens if kind in Error]
+    kinds = {value: kind for kind, value in tokens if value.strip()}
+    assert kinds["extends"] in Keyword.Namespace and kinds["remove"] in Keyword.Namespace
+    assert kinds["run"] in Name.Function and kinds["train.warmup"] not in Error
+
+
 def test_textmate_grammar_is_valid_and_matches_the_language() -> None:
     grammar = json.loads(GRAMMAR.read_text())
     assert grammar["scopeName"] == "source.expc"

@@ -163,6 +163,6 @@ class Resolver:
 def _objectives_training(holding: str) -> list[str]:
     return [
         f"`objective {o.kind}`"
-        for o in components.all_objectives()
+        for o in components.all_objectives().values()
         if o.trains and o.needs == holding
     ]

@@ -39,12 +39,15 @@ def _toolchain_digest() -> str:
     return digest.hexdigest()
 
 
-def _path(name: str, text: str) -> Path | None:
+def _path(name: str, text: str, where: str) -> Path | None:
+    # `where` (the spec's absolute path) is in the key: the same spec text in two folders
+    # may extend two different files of the same relative name.
     directory = cache_dir()
     if directory is None:
         return None
     key = hashlib.sha256(
-        f"{_toolchain_digest()}\0{name}\0".encode() + text.encode("utf-8", "surrogatepass")
+        f"{_toolchain_digest()}\0{name}\0{where}\0".encode()
+        + text.encode("utf-8", "surrogatepass")
     ).hexdigest()
     return directory / "results" / f"{key}.json"
 
@@ -62,9 +65,9 @@ def _unchanged(dependencies: dict[str, str]) -> bool:
     return True
 
 
-def load(name: str, text: str) -> tuple[str, dict[str, str]] | None:
+def load(name: str, text: str, where: str = "") -> tuple[str, dict[str, str]] | None:
     """(experiment name, files) compiled earlier from exactly these inputs, if any."""
-    path = _path(name, text)
+    path = _path(name, text, where)
     if path is None or not path.exists():
         return None
     try:
@@ -82,8 +85,9 @@ def store(
     experiment: str,
     files: dict[str, str],
     dependencies: dict[str, str] | None = None,
+    where: str = "",
 ) -> None:
-    path = _path(name, text)
+    path = _path(name, text, where)
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,8 +99,11 @@ def _read(path: Path) -> SourceFile:
 
     try:
         return SourceFile.read(path)
+    except FileNotFoundError:
+        raise _fail(f"no spec file at {path}") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise _fail(f"cannot read {path}: {error}") from None
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise _fail(f"cannot read {path}: {reason}") from None
 
 
 @dataclass

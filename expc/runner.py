@@ -73,6 +73,8 @@ class Session:
     # Upstream runs built (or found up to date) in this command: (spec path, profile, run)
     # -> the record config.json keeps, or the reason it is not available.
     built: dict[tuple[str, str | None, str], dict[str, str] | str] = field(default_factory=dict)
+    # Runs that failed or were refused in this command: (spec path, profile, run) -> why.
+    unavailable: dict[tuple[str, str | None, str], str] = field(default_factory=dict)
     # (upstream spec path, the dependent's profile) -> the profile the upstream runs under.
     profiles: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
 
@@ -195,10 +197,16 @@ def _execute(
         if name in failed:
             console.print(f"[bold red]{name}: not run[/]: {failed[name]}")
             continue
-        verdict = _verdict(experiment_dir / name, dataclasses.asdict(config_of(name)), session)
+        verdict = _verdict(
+            experiment_dir / name,
+            dataclasses.asdict(config_of(name)),
+            session.force,
+            # --force reruns the runs asked for; an upstream run only when it is stale.
+            replace_current=upstream_of is None,
+        )
         if verdict.skip:
             console.print(f"[bold]{name}[/]: {verdict.message}")
-            if upstream_of is None and not verdict.ok:
+            if not verdict.ok:  # stale: never read by a dependent either
                 failed[name] = verdict.message
             continue
         if verdict.message:
@@ -243,6 +251,8 @@ def _execute(
                     continue
                 bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
     finished = [n for n in names if n not in failed]
+    for name, why in failed.items():  # what a dependent spec must not read
+        session.unavailable[(str(spec_path), profile, name)] = why
     report_path = None
     if report and run_dirs_with_metrics(experiment_dir):
         report_path = write_report(experiment_dir)
@@ -405,10 +415,12 @@ def _build_upstream(
         for name in todo:
             run_dir = folder / name
             checkpoint = run_dir / "checkpoint.pt"
-            if not (run_dir / "summary.json").exists() or not checkpoint.exists():
+            reason = session.unavailable.get((path, upstream_profile, name))
+            if reason or not (run_dir / "summary.json").exists() or not checkpoint.exists():
                 why = f"upstream run {experiment}/{name} did not finish"
+                detail = reason or problem
                 session.built[(path, upstream_profile, name)] = why + (
-                    f" ({problem})" if problem else ""
+                    f" ({detail})" if detail else ""
                 )
                 continue
             session.built[(path, upstream_profile, name)] = {
@@ -461,10 +473,11 @@ class Verdict:
     message: str = ""
 
 
-def _verdict(run_dir: Path, config: dict, session: Session) -> Verdict:
+def _verdict(run_dir: Path, config: dict, force: bool, replace_current: bool = True) -> Verdict:
     """Whether a run trains, given what its folder holds: a finished run with this config is
-    skipped; one with another config is replaced only with --force (saying what changes);
-    an unfinished one starts again (or resumes)."""
+    skipped (with --force and `replace_current`, rerun); one with another config is
+    replaced only with --force (saying what changes); an unfinished one starts again (or
+    resumes)."""
     try:
         written = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
@@ -473,12 +486,12 @@ def _verdict(run_dir: Path, config: dict, session: Session) -> Verdict:
     if not finished:
         return Verdict(skip=False)
     same = written == json.loads(json.dumps(config))
-    if same and not session.force:
+    if same and not (force and replace_current):
         return Verdict(True, True, "finished earlier with this config, skipped (--force reruns)")
     if same:
         return Verdict(False, message="replacing the finished run (--force)")
     changes = _changes(written, json.loads(json.dumps(config)))
-    if not session.force:
+    if not force:
         return Verdict(
             True,
             False,

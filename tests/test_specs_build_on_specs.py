@@ -433,6 +433,28 @@ def test_a_failing_upstream_run_is_reported_by_name(tmp_path: Path) -> None:
     assert "Traceback" not in output
 
 
+def test_a_stale_upstream_run_is_never_read_and_force_retrains_only_it(tmp_path: Path) -> None:
+    lm = _write(tmp_path, "lm.exp", BASE)
+    path = _hivemind(tmp_path, "hm.exp", 'run("lm", "gated-layers_1")')
+    out = tmp_path / "runs"
+    assert _expc("run", path, "--out", out, cwd=tmp_path).returncode == 0
+    lm.write_text(BASE.replace("steps = 4", "steps = 6"))
+    stale = _expc("run", path, "--out", out, cwd=tmp_path)
+    output = stale.stdout + stale.stderr
+    assert stale.returncode == 1
+    assert "finished earlier with another config (train.steps 4 -> 6)" in output
+    assert "upstream run base_exp/gated-layers_1 did not finish" in output
+    forced = _expc("run", path, "--out", out, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "replacing the finished run (--force): train.steps 4 -> 6" in forced.stdout
+    config = json.loads((out / "hm/main/config.json").read_text())
+    summary = json.loads((out / "base_exp/gated-layers_1/summary.json").read_text())
+    assert summary["step"] == 6 and config["upstream"][0]["run"] == "gated-layers_1"
+    # The upstream run that was up to date is not touched by --force.
+    again = _expc("run", path, "--out", out, "--force", cwd=tmp_path)
+    assert "gated-layers_1: finished earlier with this config, skipped" in again.stdout
+
+
 # --- run folders: profiles, --set, --force, a clean repository --------------------------------
 
 

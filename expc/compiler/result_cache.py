@@ -46,8 +46,7 @@ def _path(name: str, text: str, where: str) -> Path | None:
     if directory is None:
         return None
     key = hashlib.sha256(
-        f"{_toolchain_digest()}\0{name}\0{where}\0".encode()
-        + text.encode("utf-8", "surrogatepass")
+        f"{_toolchain_digest()}\0{name}\0{where}\0".encode() + text.encode("utf-8", "surrogatepass")
     ).hexdigest()
     return directory / "results" / f"{key}.json"
 

@@ -335,7 +335,7 @@ def test_a_reference_resolves_to_the_runs_default_folder(tmp_path: Path) -> None
         ('run("lm", "gatd-layers_1")', "has no run `gatd-layers_1`"),
         ('run("lm")', "`run(...)` takes two strings"),
         ('runs("lm", "vanilla-layers_1")', "unknown function `runs`"),
-        ('run("crl", "u_maze-depth_4")', "this field needs a trained sequence_model"),
+        ('run("crl", "u_maze-depth_4")', "this field needs a sequence model over tokens"),
         ('run("broken", "x")', "broken does not compile (1 error)"),
     ],
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.parse import SyntaxTree, parse
+from expc.compiler.paths import display_name
 from expc.compiler.source import SourceFile, Span
 
 # Deeper chains are a mistake (or a generated cycle through symlinks), not a design.
@@ -85,7 +86,7 @@ def _read(path: Path, at: Span) -> SourceFile:
         raise CompileError(
             [
                 Diagnostic(
-                    f"no spec file at {path}",
+                    f"no spec file at {display_name(path)}",
                     at,
                     help="paths in `extends` are relative to the folder of the spec that "
                     "writes them",
@@ -94,7 +95,8 @@ def _read(path: Path, at: Span) -> SourceFile:
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise CompileError([Diagnostic(f"cannot read {path}: {reason}", at)]) from None
+        message = f"cannot read {display_name(path)}: {reason}"
+        raise CompileError([Diagnostic(message, at)]) from None
 
 
 def load(source: SourceFile, keep_comments: bool = False) -> Loaded:

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expc.compiler import components, ir
+from expc.compiler.components.base import NETWORK_TEXT
 from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from expc.compiler.parse import Call
+from expc.compiler.paths import display_name
 from expc.compiler.source import SourceFile, Span
 
 DEFAULT_RUNS = "runs"
@@ -83,11 +85,12 @@ class Resolver:
             ]
         objective = components.for_config(runs[run_name].config).objective
         if not objective.trains or objective.needs != holding:
-            trains = f"trains a {objective.needs}" if objective.trains else "trains nothing"
+            what = NETWORK_TEXT.get(objective.needs, objective.needs)
+            trains = f"trains {what}" if objective.trains else "trains nothing"
             return [
                 Diagnostic(
-                    f"run `{run_name}` of {upstream.source.name} ({objective.kind}) {trains}; "
-                    f"this field needs a trained {holding}",
+                    f"run `{run_name}` of {upstream.source.name} (`objective {objective.kind}`) "
+                    f"{trains}; this field needs {NETWORK_TEXT.get(holding, holding)}",
                     span,
                     "refer to a run of an experiment whose objective trains one "
                     f"({', '.join(_objectives_training(holding))})",
@@ -124,7 +127,7 @@ class Resolver:
         elif not path.is_file():
             result = [
                 Diagnostic(
-                    f'no spec "{written}" (looked for {path})',
+                    f'no spec "{written}" (looked for {display_name(path)})',
                     at,
                     "the spec is found relative to the folder of the file that refers to it",
                 )

@@ -193,6 +193,7 @@ def _execute(
 
     failed: dict[str, str] = dict(blocked)
     pending = []
+    resumes: dict[str, bool] = {}
     for name in names:
         if name in failed:
             console.print(f"[bold red]{name}: not run[/]: {failed[name]}")
@@ -203,6 +204,7 @@ def _execute(
             session.force,
             # --force reruns the runs asked for; an upstream run only when it is stale.
             replace_current=upstream_of is None,
+            resume=session.resume,
         )
         if verdict.skip:
             console.print(f"[bold]{name}[/]: {verdict.message}")
@@ -211,6 +213,7 @@ def _execute(
             continue
         if verdict.message:
             console.print(f"[bold]{name}[/]: {verdict.message}")
+        resumes[name] = session.resume if verdict.resume is None else verdict.resume
         pending.append(name)
     if target.strategy == "ddp":
         for name in pending:
@@ -219,7 +222,7 @@ def _execute(
                 "run": dataclasses.asdict(config),
                 "out_dir": str(experiment_dir / name),
                 "device": session.device,
-                "resume": session.resume,
+                "resume": resumes[name],
             }
             run_dir = experiment_dir / name
             if not _torchrun(package_dir, run_dir, launch, config, session.nodes, console):
@@ -241,7 +244,7 @@ def _execute(
                         experiment_dir / name,
                         task,
                         device=session.device,
-                        resume=session.resume,
+                        resume=resumes[name],
                     )
                 except RunError as error:  # this run cannot go on; the others can
                     failed[name] = f"see {experiment_dir / name / 'job.log'}"
@@ -471,9 +474,16 @@ class Verdict:
     skip: bool
     ok: bool = True  # a skip that is not a failure
     message: str = ""
+    resume: bool | None = None  # None: as the command says
 
 
-def _verdict(run_dir: Path, config: dict, force: bool, replace_current: bool = True) -> Verdict:
+def _verdict(
+    run_dir: Path,
+    config: dict,
+    force: bool,
+    replace_current: bool = True,
+    resume: bool = False,
+) -> Verdict:
     """Whether a run trains, given what its folder holds: a finished run with this config is
     skipped (with --force and `replace_current`, rerun); one with another config is
     replaced only with --force (saying what changes); an unfinished one starts again (or
@@ -483,9 +493,25 @@ def _verdict(run_dir: Path, config: dict, force: bool, replace_current: bool = T
     except (OSError, ValueError):
         written = None
     finished = (run_dir / "summary.json").exists() and written is not None
-    if not finished:
-        return Verdict(skip=False)
     same = written == json.loads(json.dumps(config))
+    if not finished:
+        if not (resume and written is not None and (run_dir / "checkpoint.pt").exists()):
+            return Verdict(skip=False)
+        if same:
+            return Verdict(skip=False)
+        # Its checkpoint holds another config's weights and rows: continuing would log
+        # them under this config.
+        changes = _changes(written, json.loads(json.dumps(config)))
+        if not force:
+            return Verdict(
+                True,
+                False,
+                f"cannot resume: its checkpoint was taken with another config ({changes}); "
+                "`--force` starts it again from step 0",
+            )
+        return Verdict(
+            False, message=f"starting again from step 0 (--force): {changes}", resume=False
+        )
     if same and not (force and replace_current):
         return Verdict(True, True, "finished earlier with this config, skipped (--force reruns)")
     if same:

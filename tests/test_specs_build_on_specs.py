@@ -555,3 +555,22 @@ def test_a_missing_spec_and_a_spec_outside_the_folder_are_named_in_full(tmp_path
     bad = _write(tmp_path, "bad.exp", MINIMAL.replace("layers = 1", "layers = 0"))
     result = run_cli("check", bad, "-o", tmp_path / "gen")
     assert f"--> {bad}:4:" in result.output
+
+
+def test_resume_refuses_a_checkpoint_taken_with_another_config(tmp_path: Path) -> None:
+    spec = _write(tmp_path, "s.exp", MINIMAL)
+    out = tmp_path / "runs"
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    (out / "tiny/main/summary.json").unlink()  # as if killed after its last checkpoint
+    rows = (out / "tiny/main/metrics.jsonl").read_bytes()
+    spec.write_text(MINIMAL.replace("steps = 2", "steps = 3"))
+    refused = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "cannot resume: its checkpoint was taken with another config" in refused.stdout
+    assert "train.steps 2 -> 3" in refused.stdout
+    assert (out / "tiny/main/metrics.jsonl").read_bytes() == rows
+    forced = _expc("run", spec, "--out", out, "--resume", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "starting again from step 0 (--force)" in forced.stdout
+    steps = [json.loads(line)["step"] for line in (out / "tiny/main/metrics.jsonl").open()]
+    assert steps == [1, 2, 3]

@@ -600,7 +600,11 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     name: str = typer.Option(None, "--name", help="Model id in the API (default: <exp>/<run>)."),
-    generated: Path = typer.Option(GENERATED_DIR, "--generated", help="Generated-code folder."),
+    generated: Path = typer.Option(
+        GENERATED_DIR,
+        "--generated",
+        help="Generated-code folder, for a run folder whose spec.json names no code of its own.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     max_context: int = typer.Option(
         None, "--max-context", min=2, help="Prompt + new bytes per request (default: trained)."

@@ -265,7 +265,7 @@ def _execute(
         if finished:
             tail = "; the others finished" + (" and are in the report" if report_path else "")
         else:
-            tail = "; none finished" + (", so no report was written" if report else "")
+            tail = "; none finished" + ("" if report_path else ", so no report was written")
         raise RunError(f"{len(failed)} of {len(names)} {where}runs failed: {listed}{tail}")
     return report_path
 
@@ -277,8 +277,13 @@ def experiment_folder(experiment: str, profile: str | None, sets: list[str]) -> 
     ever writes over another's results."""
     labels = [profile] if profile else []
     if sets:
-        digest = hashlib.sha256("\n".join(s.strip() for s in sets).encode()).hexdigest()
-        labels.append(f"set-{digest[:8]}")
+        # The same overrides in any order are the same folder (a path set twice: the last).
+        chosen: dict[str, str] = {}
+        for item in sets:
+            path, _, value = item.partition("=")
+            chosen[path.strip()] = value.strip()
+        text = "\n".join(f"{path}={value}" for path, value in sorted(chosen.items()))
+        labels.append(f"set-{hashlib.sha256(text.encode()).hexdigest()[:8]}")
     return experiment + ("@" + "+".join(labels) if labels else "")
 
 

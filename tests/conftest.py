@@ -64,6 +64,22 @@ def error_text(text: str, name: str = "test.exp") -> str:
     return str(render_all(caught.value.diagnostics, {name: source}))
 
 
+def experiment_dir(
+    out: Path, experiment: str, profile: str | None = None, sets: list[str] | tuple = ()
+) -> Path:
+    """Where `expc run --out OUT` puts an experiment's runs under a profile and `--set`
+    overrides: `OUT/<experiment>` for the default profile, else beside it
+    (`OUT/<experiment>@smoke`, `OUT/<experiment>@smoke+set-1a2b3c4d`)."""
+    from expc.runner import experiment_folder
+
+    return out / experiment_folder(experiment, profile, list(sets))
+
+
+def smoke_dir(out: Path, experiment: str) -> Path:
+    """The experiment folder of `expc run SPEC --smoke --out OUT`: `OUT/<experiment>@smoke`."""
+    return out / f"{experiment}@smoke"
+
+
 def run_cli(*args: str, input: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 

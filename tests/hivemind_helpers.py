@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, experiment_dir
 
 MODEL = "gated_attention/gated"
 # The smoke profile, made smaller still: one layer of width 32, two steps.
@@ -26,7 +26,8 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """runs/gated_attention/gated of a real (tiny) `expc run`: checkpoint.pt and config.json."""
+    """runs/gated_attention@smoke+set-.../gated of a real (tiny) `expc run`: checkpoint.pt,
+    config.json, and the experiment folder's spec.json."""
     out = tmp_path_factory.mktemp("hivemind_runs")
     sets = [arg for item in TINY for arg in ("--set", item)]
     command = ["run", "specs/gated_attention.exp", "--smoke", "--variant", "gated", *sets]
@@ -38,7 +39,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    return out / "gated_attention" / "gated"
+    return experiment_dir(out, "gated_attention", "smoke", TINY) / "gated"
 
 
 def free_port() -> int:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "smoke_metrics"
-# hivemind samples the gated_attention runs, so those are trained first.
+# hivemind samples the gated_attention smoke runs: `expc run` trains them first where they
+# are missing (or, after gated_attention here, finds them up to date).
 SPECS = (
     "gated_attention",
     "gate_design_space",
@@ -40,11 +41,18 @@ def _timeless(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in TIMING and not k.endswith("_per_s")}
 
 
+def smoke_folder(spec: str, out: Path) -> Path:
+    """Where `expc run specs/<spec>.exp --smoke --out runs` in `out` writes its runs (each
+    spec's experiment is named as its file): `out/runs/<experiment>@smoke`."""
+    return out / "runs" / f"{spec}@smoke"
+
+
 def run_smoke(spec: str, out: Path) -> dict[str, list[dict]]:
-    """Run one spec's smoke profile in `out` (its runs in `out/runs`); its rows by run
-    name, timing removed. `out` gets copies of the repository's specs/ and generated/, so
-    hivemind's `runs/gated_attention/...` are the smoke runs trained there and the
-    repository's own files are never rewritten."""
+    """Run one spec's smoke profile in `out` (its runs in `out/runs/<spec>@smoke`); its rows
+    by run name, timing removed. `out` gets copies of the repository's specs/ and
+    generated/, so hivemind's `run("gated_attention", ...)` runs are the smoke runs trained
+    there (`out/runs/gated_attention@smoke`) and the repository's own files are never
+    rewritten."""
     for name in ("specs", "generated"):
         if not (out / name).exists():
             shutil.copytree(ROOT / name, out / name)
@@ -54,8 +62,13 @@ def run_smoke(spec: str, out: Path) -> dict[str, list[dict]]:
     result = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{spec} smoke run failed:\n{result.stdout}\n{result.stderr}")
+    return rows_of(smoke_folder(spec, out))
+
+
+def rows_of(experiment_dir: Path) -> dict[str, list[dict]]:
+    """The metrics rows of each run in an experiment folder, timing removed."""
     rows: dict[str, list[dict]] = {}
-    for metrics in sorted((out / "runs" / spec).glob("*/metrics.jsonl")):
+    for metrics in sorted(experiment_dir.glob("*/metrics.jsonl")):
         lines = metrics.read_text().splitlines()
         rows[metrics.parent.name] = [_timeless(json.loads(line)) for line in lines]
     return rows

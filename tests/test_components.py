@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, compile_text, error_text, import_generated, run_cli
+from conftest import (
+    MINIMAL,
+    compile_text,
+    error_text,
+    experiment_dir,
+    import_generated,
+    run_cli,
+    smoke_dir,
+)
 
 from expc.compiler import components
 from expc.compiler.components import registry
@@ -129,6 +137,11 @@ BF16_SPECS = {
 }
 
 
+def _experiment(objective: str) -> str:
+    """The experiment name of BF16_SPECS[objective]."""
+    return BF16_SPECS[objective].split()[1]
+
+
 @pytest.mark.parametrize("objective", sorted(BF16_SPECS))
 def test_bf16_variant_trains_beside_fp32(objective: str, tmp_path: Path) -> None:
     """bf16 autocast wraps each objective's step; the run stays close to its fp32 twin."""
@@ -139,7 +152,7 @@ def test_bf16_variant_trains_beside_fp32(objective: str, tmp_path: Path) -> None
         "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "generated"
     )
     assert result.exit_code == 0, result.output
-    experiment = next((tmp_path / "runs").iterdir())
+    experiment = smoke_dir(tmp_path / "runs", _experiment(objective))
     last = {
         name: json.loads((experiment / name / "metrics.jsonl").read_text().splitlines()[-1])
         for name in ("fp32", "bf16")
@@ -166,7 +179,10 @@ def _two_ranks_and_one(spec: Path, experiment: str) -> list[Path]:
     """Train the DDP spec with 2 ranks, then with 1 (the same global batch); their run folders."""
     _run(spec, spec.parent / "two")
     _run(spec, spec.parent / "one", "--set", "target.devices=1")
-    return [spec.parent / n / experiment / "main" for n in ("two", "one")]
+    return [  # the --set run has an experiment folder of its own
+        spec.parent / "two" / experiment / "main",
+        experiment_dir(spec.parent / "one", experiment, None, ["target.devices=1"]) / "main",
+    ]
 
 
 def test_rlvr_ddp_pretrains_as_one_rank_does_and_rank_0_logs(tmp_path: Path) -> None:
@@ -287,7 +303,7 @@ def test_the_transformer_probe_measures_an_rlvr_policy(tmp_path: Path) -> None:
         "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "gen"
     )
     assert result.exit_code == 0, result.output
-    rows = _rows(tmp_path / "runs" / "rlvr_probe" / "main")
+    rows = _rows(smoke_dir(tmp_path / "runs", "rlvr_probe") / "main")
     for row in rows:
         assert 0.0 < row["first_token_attention"] <= 1.0
         assert 0.0 < row["gate_score"] < 1.0 and row["max_activation"] > 0.0
@@ -406,7 +422,7 @@ def test_compiled_variant_trains_as_its_eager_twin(objective: str, tmp_path: Pat
         "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "generated"
     )
     assert result.exit_code == 0, result.output
-    experiment = next((tmp_path / "runs").iterdir())
+    experiment = smoke_dir(tmp_path / "runs", _experiment(objective))
     eager, compiled = (_rows(experiment / name) for name in ("eager", "compiled"))
     assert [r["step"] for r in eager] == [r["step"] for r in compiled]
     key = {"crl": "critic_loss", "rlvr": "train_loss", "diffusion": "train_loss"}[objective]
@@ -428,7 +444,7 @@ def test_the_transformer_probe_measures_a_dit_denoiser(tmp_path: Path) -> None:
         "run", spec, "--smoke", "--out", tmp_path / "runs", "--generated", tmp_path / "gen"
     )
     assert result.exit_code == 0, result.output
-    rows = _rows(tmp_path / "runs" / "dit_probe" / "main")
+    rows = _rows(smoke_dir(tmp_path / "runs", "dit_probe") / "main")
     for row in rows:  # 16 patches: attention spread evenly would put 1/16 on patch 0
         assert 0.0 < row["first_token_attention"] < 1.0
         assert 0.0 < row["gate_score"] < 1.0 and row["max_activation"] > 0.0
@@ -446,8 +462,10 @@ def test_fp16_variant_trains_with_its_gradient_scaler(objective: str, tmp_path: 
         "--out", tmp_path / "runs", "--generated", tmp_path / "generated",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    experiment = next((tmp_path / "runs").iterdir())
-    assert "GradScaler" in (tmp_path / "generated" / experiment.name / "train.py").read_text()
+    experiment = smoke_dir(tmp_path / "runs", _experiment(objective))
+    assert (
+        "GradScaler" in (tmp_path / "generated" / _experiment(objective) / "train.py").read_text()
+    )
     last = {n: _rows(experiment / n)[-1] for n in ("fp32", "fp16")}
     assert "diverged" not in last["fp16"] and last["fp32"]["step"] == last["fp16"]["step"]
 

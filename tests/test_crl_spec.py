@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compile_text, import_generated, run_cli
+from conftest import compile_text, experiment_dir, import_generated, run_cli, smoke_dir
 
 from expc.compiler import compile_path
 from expc.runtime import read_metrics
@@ -133,7 +133,7 @@ def test_smoke_run_through_the_cli(tmp_path: Path) -> None:
     args = [a for n in names for a in ("--variant", n)]
     result = run_cli("run", SPEC, "--smoke", "--out", tmp_path, *args)
     assert result.exit_code == 0, result.output
-    experiment = tmp_path / "crl_depth"
+    experiment = smoke_dir(tmp_path, "crl_depth")
     for name in names:
         rows = read_metrics(experiment / name)
         assert [r["step"] for r in rows] == [2, 4]
@@ -206,7 +206,8 @@ def test_shallow_network_learns_the_u_maze(tmp_path: Path) -> None:
         "run", SPEC, "--variant", "u_maze-depth_4", "--out", tmp_path, "--set", "train.steps=750"
     )
     assert result.exit_code == 0, result.output
-    rows = read_metrics(tmp_path / "crl_depth" / "u_maze-depth_4")
+    experiment = experiment_dir(tmp_path, "crl_depth", None, ["train.steps=750"])
+    rows = read_metrics(experiment / "u_maze-depth_4")
     assert [r["step"] for r in rows] == [250, 500, 750]
     assert rows[-1]["success_rate"] > 0.3
     assert rows[-1]["categorical_accuracy"] > 4 / 256  # well above chance (1/batch)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compile_text, import_generated
+from conftest import ROOT, compile_text, import_generated, smoke_dir
 from diffusion_fixtures import one_thread  # noqa: F401
 
 from expc.runtime import read_metrics
@@ -135,7 +135,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     assert "report: " in result.stdout
-    return out / "diffusion_memorization"
+    return smoke_dir(out, "diffusion_memorization")
 
 
 def test_smoke_run_writes_sane_metrics(smoke: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compile_text, error_text, import_generated
+from conftest import ROOT, compile_text, error_text, import_generated, smoke_dir
 from diffusion_fixtures import one_thread  # noqa: F401
 from reference import reference_attention
 
@@ -236,7 +236,7 @@ def _smoke(spec_text: str, tmp_path: Path) -> Path:
     assert "report: " in result.stdout
     name = spec_text.split()[1]
     assert (tmp_path / "generated" / name / "model.py").exists()
-    return tmp_path / "runs" / name
+    return smoke_dir(tmp_path / "runs", name)
 
 
 def _finite_denoising_losses(folder: Path, runs: list[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MINIMAL, compile_text, import_generated, run_cli
+from conftest import MINIMAL, compile_text, import_generated, run_cli, smoke_dir
 from reference import reference_attention
 
 from expc.compiler.pipeline import compile_path
@@ -155,7 +155,7 @@ def test_cuda_target_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "targets `cuda`, but PyTorch sees no GPU" in result.output
     assert "--device cpu" in result.output
-    assert not (tmp_path / "gated_attention_cuda" / "vanilla").exists()
+    assert not smoke_dir(tmp_path, "gated_attention_cuda").exists()  # no work started
 
 
 @pytest.mark.slow
@@ -165,7 +165,7 @@ def test_cuda_spec_runs_on_cpu_with_device_override(tmp_path: Path) -> None:
         "run", "specs/gated_attention_cuda.exp", "--smoke", "--device", "cpu", "--out", tmp_path
     )
     assert result.exit_code == 0, result.output
-    rows = read_metrics(tmp_path / "gated_attention_cuda" / "gated")
+    rows = read_metrics(smoke_dir(tmp_path, "gated_attention_cuda") / "gated")
     assert rows and math.isfinite(rows[-1]["val_loss"]) and "val_loss_x4" in rows[-1]
 
 
@@ -174,11 +174,11 @@ def test_design_space_smoke_run_reports_long_context_and_maps(tmp_path: Path) ->
         "run", "specs/gate_design_space.exp", "--smoke", "--variant", "g2_value", "--out", tmp_path
     )
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "gate_design_space" / "g2_value-seed_1337"
+    run_dir = smoke_dir(tmp_path, "gate_design_space") / "g2_value-seed_1337"
     row = read_metrics(run_dir)[-1]
     assert {"val_loss_x2", "val_loss_x4", "gate_score"} <= set(row)
     assert (run_dir / "attention_maps.png").stat().st_size > 5000
-    assert "attention_maps.png" in (tmp_path / "gate_design_space" / "report.md").read_text()
+    assert "attention_maps.png" in (run_dir.parent / "report.md").read_text()
 
 
 def test_generated_kernels_run_interpreted_on_a_machine_without_a_gpu() -> None:

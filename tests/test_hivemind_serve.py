@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from hivemind_helpers import MODEL, Server, trained_run  # noqa: F401 - a fixture
 
 from expc.runtime import RunError
@@ -206,8 +207,20 @@ def test_decode_cuts_at_the_first_stop_string() -> None:
 def test_missing_checkpoint_and_package_are_clear_errors(tmp_path: Path, trained_run: Path) -> None:  # noqa: F811
     with pytest.raises(RunError, match="no checkpoint"):
         LanguageModel(tmp_path)
-    with pytest.raises(RunError, match="no generated package"):
-        LanguageModel(trained_run, generated=tmp_path)
+    # The package is the one spec.json of the experiment folder records (the repository's
+    # generated/gated_attention here), whatever --generated says.
+    assert LanguageModel(trained_run, generated=tmp_path).name == MODEL
+    # Without spec.json, --generated holds it, named by the folder up to its '@'.
+    copy = tmp_path / "runs" / "gated_attention@smoke" / "gated"
+    shutil.copytree(trained_run, copy)
+    with pytest.raises(RunError, match=r"no generated package '.*gated_attention' for exp"):
+        LanguageModel(copy, generated=tmp_path)
+    # A recorded package that is gone: the same fallback.
+    spec_json = {"experiment": "gated_attention", "package": str(tmp_path / "gone")}
+    (copy.parent / "spec.json").write_text(json.dumps(spec_json))
+    with pytest.raises(RunError, match=r"no generated package '.*gated_attention' for exp"):
+        LanguageModel(copy, generated=tmp_path)
+    assert LanguageModel(copy, generated=ROOT / "generated").name == MODEL
     result = run_cli("serve", str(tmp_path / "nothing"))
     assert result.exit_code == 1 and "no checkpoint" in result.output
     assert json.loads((trained_run / "config.json").read_text())["name"] == "gated"

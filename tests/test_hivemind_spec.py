@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, compile_text, error_text, write_package
 from hivemind_helpers import trained_run  # noqa: F401 - a fixture
 from ruff.__main__ import find_ruff_bin
@@ -102,15 +103,44 @@ def _expc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+# A tiny stand-in for specs/gated_attention.exp: its two runs have one config, so they
+# train the same model.
+TINY_LMS = """\
+experiment gated_attention { seed = 1337 }
+data text { context = 32 }
+model transformer {
+  layers = 1
+  width = 32
+  heads = 2
+  position = rope
+}
+objective next_token {}
+train { steps = 2 batch_size = 2 eval_every = 2 eval_batches = 1 }
+variant vanilla {}
+variant gated {}
+profile smoke {}
+"""
+
+
 @pytest.mark.slow  # sentence-transformers loads in ~10 s, each run samples and embeds
-def test_smoke_run_of_the_spec(trained_run: Path, tmp_path: Path) -> None:  # noqa: F811
-    # Both of the spec's checkpoints are the same tiny LM here: two names, one model. Their
-    # samples are then identical, so the inter-model cell must equal the self cell.
-    work = _workspace(tmp_path, trained_run, ["vanilla", "gated"])
+def test_smoke_run_of_the_spec(tmp_path: Path) -> None:
+    # specs/hivemind.exp as it is, reading the runs of a tiny gated_attention.exp beside it
+    # that `expc run` trains first. Both of its runs are the same tiny LM: two names, one
+    # model. Their samples are then identical, so the inter-model cell must equal the self
+    # cell.
+    work = tmp_path
+    (work / "specs").mkdir()
     (work / "specs" / "hivemind.exp").write_text((ROOT / "specs/hivemind.exp").read_text())
+    (work / "specs" / "gated_attention.exp").write_text(TINY_LMS)
     result = _expc(work, "run", "specs/hivemind.exp", "--smoke", "--out", "out")
-    assert result.returncode == 0, result.stderr
-    experiment = work / "out" / "hivemind"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hivemind reads gated_attention/vanilla, gated_attention/gated" in result.stdout
+    upstream = work / "out" / "gated_attention@smoke"
+    checkpoints = [torch.load(upstream / n / "checkpoint.pt", weights_only=False)["model"]
+                   for n in ("vanilla", "gated")]  # fmt: skip
+    for key, value in checkpoints[0].items():
+        assert torch.equal(value, checkpoints[1][key]), key
+    experiment = work / "out" / "hivemind@smoke"
     for run in ("top_p", "min_p"):
         (row,) = read_metrics(experiment / run)
         assert row["responses"] == 8 * 4 * 2  # 1 prompt per category x n=4 x 2 models
@@ -126,6 +156,11 @@ def test_smoke_run_of_the_spec(trained_run: Path, tmp_path: Path) -> None:  # no
     assert "temperature = 2.0" in report and "(top_p/inter_model.png)" in report
     # The min-p run's decoding is the paper's diversity setting.
     config = json.loads((experiment / "min_p" / "config.json").read_text())
+    assert config["model"]["checkpoints"] == [
+        "out/gated_attention@smoke/vanilla",
+        "out/gated_attention@smoke/gated",
+    ]
+    assert [u["run"] for u in config["upstream"]] == ["vanilla", "gated"]
     assert config["objective"] | {"n": 0} == {
         "n": 0, "temperature": 2.0, "top_p": 1.0, "min_p": 0.1, "max_tokens": 16
     }  # fmt: skip

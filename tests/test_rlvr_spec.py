@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compile_text, import_generated, run_cli
+from conftest import compile_text, import_generated, run_cli, smoke_dir
 
 from expc.compiler import compile_path
 from expc.runtime import apply_overrides, read_metrics
@@ -28,7 +28,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     result = run_cli("run", SPEC, "--smoke", "--out", out)
     assert result.exit_code == 0, result.output
-    return out / "rlvr_passk"
+    return smoke_dir(out, "rlvr_passk")
 
 
 @pytest.mark.parametrize("variant", ["gated", "vanilla"])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, experiment_dir, run_cli, smoke_dir
 
 from expc.runtime import apply_overrides, read_metrics
 
@@ -29,7 +30,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, st
     )
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    return out / "gated_attention", elapsed, result.stdout
+    return smoke_dir(out, "gated_attention"), elapsed, result.stdout
 
 
 def test_smoke_run_is_quick_and_reports(smoke_run) -> None:
@@ -88,9 +89,14 @@ def test_variant_and_set_select_and_override(tmp_path: Path) -> None:
         tmp_path,
     )
     assert result.exit_code == 0, result.output
-    rows = read_metrics(tmp_path / "gated_attention" / "gated")
+    # --set gets its own folder beside the smoke profile's, named by a hash of the overrides.
+    sets = ["train.steps=4", "train.eval_every=2"]
+    folder = experiment_dir(tmp_path, "gated_attention", "smoke", sets)
+    assert re.fullmatch(r"gated_attention@smoke\+set-[0-9a-f]{8}", folder.name)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    rows = read_metrics(folder / "gated")
     assert [r["step"] for r in rows] == [2, 4]
-    assert not (tmp_path / "gated_attention" / "vanilla").exists()
+    assert not (folder / "vanilla").exists()
 
 
 def test_bad_overrides_are_located_errors(tmp_path: Path) -> None:

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, ROOT, run_cli
+from conftest import MINIMAL, ROOT, experiment_dir, run_cli
 
 from expc.runtime import read_metrics
 
+SETS = ["train.steps=40", "train.eval_every=5"]
 COMMAND = [
     sys.executable,
     "-m",
@@ -24,11 +25,13 @@ COMMAND = [
     "--variant",
     "gated",
     "--smoke",
-    "--set",
-    "train.steps=40",
-    "--set",
-    "train.eval_every=5",
+    *(arg for value in SETS for arg in ("--set", value)),
 ]
+
+
+def gated_run(out: Path) -> Path:
+    """The folder COMMAND trains its run in (the smoke profile with SETS on top)."""
+    return experiment_dir(out, "gated_attention", "smoke", SETS) / "gated"
 
 
 def without_time(rows: list[dict]) -> list[dict]:
@@ -37,7 +40,7 @@ def without_time(rows: list[dict]) -> list[dict]:
 
 def run_until(out: Path, rows: int, extra: tuple[str, ...] = ()) -> None:
     """Start a run and SIGKILL it once metrics.jsonl has `rows` rows."""
-    metrics = out / "gated_attention" / "gated" / "metrics.jsonl"
+    metrics = gated_run(out) / "metrics.jsonl"
     process = subprocess.Popen(
         [*COMMAND, "--out", str(out), *extra],
         cwd=ROOT,
@@ -58,40 +61,58 @@ def run_until(out: Path, rows: int, extra: tuple[str, ...] = ()) -> None:
 def test_resume_after_kill_reaches_identical_metrics(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     subprocess.run([*COMMAND, "--out", str(reference)], cwd=ROOT, check=True, capture_output=True)
-    expected = read_metrics(reference / "gated_attention" / "gated")
+    expected = read_metrics(gated_run(reference))
     assert [r["step"] for r in expected] == list(range(5, 41, 5))
 
     interrupted = tmp_path / "interrupted"
     run_until(interrupted, rows=2)
-    partial = read_metrics(interrupted / "gated_attention" / "gated")
+    partial = read_metrics(gated_run(interrupted))
     assert 2 <= len(partial) < 8
     run_until(interrupted, rows=5, extra=("--resume",))  # killed a second time
     subprocess.run(
         [*COMMAND, "--out", str(interrupted), "--resume"], cwd=ROOT, check=True, capture_output=True
     )
-    resumed = read_metrics(interrupted / "gated_attention" / "gated")
+    resumed = read_metrics(gated_run(interrupted))
     assert [r["step"] for r in resumed] == list(range(5, 41, 5))  # none missing or repeated
     assert without_time(resumed) == without_time(expected)  # bit-identical floats
 
 
 def test_finished_runs_are_skipped_unless_forced(tmp_path: Path) -> None:
-    args = [
-        "run",
-        "specs/gated_attention.exp",
-        "--smoke",
-        "--variant",
-        "vanilla",
-        "--out",
-        tmp_path,
-    ]
-    assert run_cli(*args, "--set", "train.steps=4").exit_code == 0
-    again = run_cli(*args, "--set", "train.steps=4")
+    spec, out = tmp_path / "tiny.exp", tmp_path / "runs"
+    spec.write_text(MINIMAL)
+    args = ["run", spec, "--out", out]
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.output
+    run_dir = out / "tiny" / "main"
+    assert read_metrics(run_dir)[-1]["step"] == 2
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.output
     assert "finished earlier with this config, skipped" in again.output
-    changed = run_cli(*args, "--set", "train.steps=6")  # another config: trains again
-    assert "finished earlier" not in changed.output
-    assert read_metrics(tmp_path / "gated_attention" / "vanilla")[-1]["step"] == 6
-    forced = run_cli(*args, "--set", "train.steps=6", "--force")
+    # --set trains in a folder of its own and leaves the finished run alone.
+    other = run_cli(*args, "--set", "train.steps=3")
+    assert other.exit_code == 0, other.output
+    assert "finished earlier" not in other.output
+    assert (
+        read_metrics(experiment_dir(out, "tiny", None, ["train.steps=3"]) / "main")[-1]["step"] == 3
+    )
+    assert read_metrics(run_dir)[-1]["step"] == 2
+    # The same folder with another config (the spec changed): refused, the run kept.
+    spec.write_text(MINIMAL.replace("steps = 2", "steps = 3"))
+    changed = run_cli(*args)
+    assert changed.exit_code == 1
+    assert "finished earlier with another config (train.steps 2 -> 3" in changed.output
+    assert "`--force` replaces it" in changed.output
+    assert read_metrics(run_dir)[-1]["step"] == 2
+    forced = run_cli(*args, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "replacing the finished run (--force): train.steps 2 -> 3" in forced.output
     assert "finished earlier" not in forced.output
+    assert read_metrics(run_dir)[-1]["step"] == 3
+    # --force reruns a finished run with the same config too.
+    rerun = run_cli(*args, "--force")
+    assert rerun.exit_code == 0, rerun.output
+    assert "replacing the finished run (--force)" in rerun.output
+    assert "finished earlier" not in rerun.output
 
 
 @pytest.fixture()
@@ -111,21 +132,30 @@ def test_parallel_jobs_fail_independently_and_rerun_skips(tmp_path: Path, sweep_
     command += ["--out", str(out), "--generated", str(generated)]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 1
-    assert "1 of 4 runs failed: corpus_missing.txt" in first.stdout + first.stderr
+    output = first.stdout + first.stderr
+    # The missing corpus fails its run up front, located in the spec; the others train.
+    assert "no such file: missing.txt (data.corpus)" in output
+    assert f"--> {sweep_spec}:" in output
+    missing = "corpus_missing.txt (no such file: missing.txt (data.corpus))"
+    assert f"1 of 4 runs failed: {missing}" in output
+    assert "the others finished and are in the report" in output
     experiment = out / "jobs_demo"
     for name in ("corpus_pydoc_data.topics", "layers_1", "layers_2"):
         assert (experiment / name / "summary.json").exists(), name
-    assert "not found" in (experiment / "corpus_missing.txt" / "job.log").read_text()
-    assert (experiment / "report.md").exists()
+    assert not (experiment / "corpus_missing.txt").exists()  # it never started
+    assert "| corpus_missing.txt |" not in (experiment / "report.md").read_text()
+    assert "| layers_2 |" in (experiment / "report.md").read_text()
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert second.returncode == 1
     assert second.stdout.count("finished earlier") == 3
-    assert "1 of 1 runs failed" in second.stdout + second.stderr
+    assert f"1 of 4 runs failed: {missing}" in second.stdout + second.stderr
 
 
 def test_report_and_runs_commands(tmp_path: Path) -> None:
     run_cli("run", "specs/gated_attention.exp", "--smoke", "--set", "train.steps=2",
             "--set", "train.eval_every=1", "--out", tmp_path)  # fmt: skip
-    experiment = tmp_path / "gated_attention"
+    sets = ["train.steps=2", "train.eval_every=1"]
+    experiment = experiment_dir(tmp_path, "gated_attention", "smoke", sets)
     (experiment / "report.md").unlink()
     (experiment / "val_loss.png").unlink()
     result = run_cli("report", experiment / "gated")  # a run folder works too
@@ -134,6 +164,7 @@ def test_report_and_runs_commands(tmp_path: Path) -> None:
     assert (experiment / "val_loss.png").exists()
     listing = run_cli("runs", tmp_path)
     assert "gated_attention" in listing.output and "2/2" in listing.output
+    assert "smoke with --set train.steps=2, --set train.eval_every=1" in listing.output
     assert "finished" in listing.output
     assert run_cli("report", tmp_path / "nope").exit_code == 1
 
@@ -158,14 +189,16 @@ def test_ddp_two_ranks_reach_the_parameters_of_one_rank(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert one.returncode == 0, one.stdout.decode() + one.stderr.decode()
-    states = [
-        torch.load(tmp_path / n / "ddp_demo" / "main" / "checkpoint.pt", weights_only=False)
-        for n in ("two", "one")
+    # The --set run has its own experiment folder.
+    run_dirs = [
+        tmp_path / "two" / "ddp_demo" / "main",
+        experiment_dir(tmp_path / "one", "ddp_demo", None, ["target.devices=1"]) / "main",
     ]
+    states = [torch.load(d / "checkpoint.pt", weights_only=False) for d in run_dirs]
     assert states[0]["run"]["target"]["devices"] == 2
     for key, value in states[0]["model"].items():
         torch.testing.assert_close(value, states[1]["model"][key], rtol=1e-5, atol=1e-6)
-    rows = [read_metrics(tmp_path / n / "ddp_demo" / "main") for n in ("two", "one")]
+    rows = [read_metrics(d) for d in run_dirs]
     assert [r["step"] for r in rows[0]] == [1, 2, 3, 4, 5, 6]  # rank 0 alone logs
     for a, b in zip(rows[0], rows[1], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)

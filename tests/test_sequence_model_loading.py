@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, smoke_dir
 from hivemind_helpers import Server, free_port
 
 from expc.runtime import RunError
@@ -41,7 +41,7 @@ def _smoke_run(out: Path, spec: str, variant: str) -> Path:
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    return out / "runs" / Path(spec).stem / variant
+    return smoke_dir(out / "runs", Path(spec).stem) / variant
 
 
 def _generated(run_dir: Path) -> Path:
@@ -167,7 +167,8 @@ def other_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_a_non_sequence_run_is_a_one_line_run_error(other_runs: dict[str, Path], kind: str) -> None:
     run_dir = other_runs[kind]
     assert (run_dir / "checkpoint.pt").is_file()
-    name = f"{run_dir.parent.name}/{run_dir.name}"
+    # <experiment>/<run>: the experiment's name, not its folder's (crl_depth@smoke).
+    name = {"crl": "crl_depth/u_maze-depth_4", "diffusion": "diffusion_memorization/n_16"}[kind]
     expected = rf"^{name} is not a sequence model \(.+\); .*`model transformer` spec"
     with pytest.raises(RunError, match=expected) as caught:
         LanguageModel(run_dir, generated=_generated(run_dir))

@@ -574,3 +574,20 @@ def test_resume_refuses_a_checkpoint_taken_with_another_config(tmp_path: Path) -
     assert "starting again from step 0 (--force)" in forced.stdout
     steps = [json.loads(line)["step"] for line in (out / "tiny/main/metrics.jsonl").open()]
     assert steps == [1, 2, 3]
+
+
+def test_the_folder_of_set_overrides_does_not_depend_on_their_order() -> None:
+    from expc.runner import experiment_folder
+
+    one = experiment_folder("x", "smoke", ["a.b=1", "c=2"])
+    assert one == experiment_folder("x", "smoke", ["c = 2", "a.b=1"])
+    assert one == experiment_folder("x", "smoke", ["a.b=5", "c=2", "a.b=1"])  # the last wins
+    assert one != experiment_folder("x", "smoke", ["a.b=2", "c=2"])
+    assert experiment_folder("x", None, []) == "x" and experiment_folder("x", "p", []) == "x@p"
+
+
+def test_a_nul_byte_in_an_extended_path_is_a_located_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "n.exp", 'extends "\x00x.exp"\n' + MINIMAL)
+    assert "not a usable file path" in _errors(path)
+    refs = _hivemind(tmp_path, "r.exp", 'run("\x00x", "a")')
+    assert "not a usable file path" in _errors(refs)

@@ -113,7 +113,11 @@ def load(source: SourceFile, keep_comments: bool = False) -> Loaded:
         # Relative to the file; text without one (stdin) has a name relative to the cwd.
         folder = (source.path or Path.cwd() / source.name).parent
         for item in tree.extends:
-            target = (folder / item.path).resolve()
+            try:
+                target = (folder / item.path).resolve()
+            except (OSError, ValueError):  # a NUL byte, a name too long for the OS
+                error = Diagnostic("not a usable file path", item.path_span)
+                raise CompileError(loaded.locate([error])) from None
             chain = [name for _, name in stack]
             if any(path == target for path, _ in stack):
                 first = next(name for path, name in stack if path == target)

@@ -110,7 +110,10 @@ class Resolver:
     def _upstream(self, written: str, at: Span, call_span: Span) -> Upstream | list[Diagnostic]:
         here = Path(at.file)
         folder = self._folder_of(here)
-        path = (folder / written).resolve()
+        try:
+            path = (folder / written).resolve()
+        except (OSError, ValueError):  # a NUL byte, a name too long for the OS
+            return [Diagnostic("not a usable file path", at)]
         if not path.suffix:
             path = path.with_suffix(".exp")
         if path in self._cache:

@@ -591,3 +591,57 @@ def test_a_nul_byte_in_an_extended_path_is_a_located_error(tmp_path: Path) -> No
     assert "not a usable file path" in _errors(path)
     refs = _hivemind(tmp_path, "r.exp", 'run("\x00x", "a")')
     assert "not a usable file path" in _errors(refs)
+
+
+PRETRAIN = """\
+experiment pre {}
+data text { context = 16 }
+model transformer { layers = 1 width = 16 heads = 2 }
+objective next_token {}
+train { steps = 6 batch_size = 2 eval_every = 3 eval_batches = 1 }
+target cpu {}
+"""
+
+
+def test_a_run_starts_from_another_experiments_weights(tmp_path: Path) -> None:
+    import torch
+
+    _write(tmp_path, "pre.exp", PRETRAIN)
+    finetune = _write(
+        tmp_path,
+        "ft.exp",
+        'extends "pre.exp"\nexperiment ft {}\n'
+        "data arithmetic { demonstrations = 200 context = 16 }\n"
+        'train { init = run("pre", "main") steps = 1 lr = 1e-9 warmup = 0 weight_decay = 0 '
+        "eval_every = 1 }\n",
+    )
+    out = tmp_path / "runs"
+    result = _expc("run", finetune, "--out", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ft reads pre/main" in result.stdout
+    before = torch.load(out / "pre/main/checkpoint.pt", weights_only=False)["model"]
+    after = torch.load(out / "ft/main/checkpoint.pt", weights_only=False)["model"]
+    assert before.keys() == after.keys()
+    for key in before:  # one step at lr 1e-9 from the pretrained weights
+        torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
+    config = json.loads((out / "ft/main/config.json").read_text())
+    assert config["train"]["init"] == str(out / "pre/main")
+
+
+def test_a_run_loads_weights_only_from_the_same_model(tmp_path: Path) -> None:
+    _write(tmp_path, "pre.exp", PRETRAIN)
+    path = _write(
+        tmp_path,
+        "ft.exp",
+        'extends "pre.exp"\nexperiment ft {}\ntrain.init = run("pre", "main")\n'
+        "variant wide { model.width = 32 }\n",
+    )
+    text = _errors(path)
+    assert "pre.exp has another model: `model.width` 16 there, 32 here" in text
+    assert "ft.exp:3:14" in text
+    # A spec that sets no init generates no init code.
+    plain = _resolve(_write(tmp_path, "plain.exp", PRETRAIN))
+    from expc.compiler import compile_source
+
+    code = compile_source(SourceFile.read(tmp_path / "plain.exp")).files["pre/train.py"]
+    assert "init" not in code.split("class TrainConfig")[1].split("class")[0] and plain.runs

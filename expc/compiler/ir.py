@@ -25,13 +25,19 @@ IR_VERSION = 1
 STRUCTURAL = {"structural": True}
 
 
-def run_folders(holding: str) -> dict[str, Any]:
+def run_folders(holding: str, same_model: bool = False) -> dict[str, Any]:
     """Field metadata: the field takes run folders of other experiments whose runs hold a
     trained `holding` network (a NetworkKind, e.g. "sequence_model"). Such a field also takes
     `run("spec", "name")` references; it cannot differ between runs, and it is a config
-    field of generated code even so, because `expc run` points it at the folder of the
-    profile it runs."""
-    return {"structural": True, "run_folder": holding}
+    field of generated code even so (unless no run sets it), because `expc run` points it
+    at the folder of the profile it runs. `same_model`: the referenced run's `model` block
+    must equal the referring run's (its weights are loaded into this model)."""
+    return {"structural": True, "run_folder": holding, "same_model": same_model}
+
+
+def needs_same_model(model: type[BaseModel], field: str) -> bool:
+    extra = model.model_fields[field].json_schema_extra
+    return bool(extra.get("same_model")) if isinstance(extra, dict) else False
 
 
 def run_folder_kind(model: type[BaseModel], field: str) -> str | None:
@@ -176,6 +182,8 @@ class Reference(Node):
     experiment: str
     run: str
     field: tuple[str | int, ...]  # where the folder goes: ("model", "checkpoints", 0)
+    # The referenced run's model block (without spans), for fields that load its weights.
+    model: dict[str, Any] = Field(default_factory=dict, repr=False)
 
 
 class Run(Node):

@@ -62,6 +62,7 @@ class _Lowering:
     def __init__(self, layers: list[SyntaxTree], resolver: Resolver | None = None):
         self.resolver = resolver
         self.references: list[ir.Reference] = []  # those met since the last validate()
+        self.same_model: list[ir.Reference] = []  # of those, the ones loading weights
         # The spec's layers: the specs it extends (furthest first), then the spec itself.
         self.layers = layers
         self.tree = layers[-1]
@@ -401,12 +402,14 @@ class _Lowering:
                 return value.text  # a placeholder that passes the field's own checks
             folder, reference = found
             self.references.append(reference)
+            if ir.needs_same_model(model, name):
+                self.same_model.append(reference)
             return folder
 
         return convert(value, loc)
 
     def validate(self, root: RawBlock) -> ir.Config | None:
-        self.references = []
+        self.references, self.same_model = [], []
         before = len(self.diagnostics)
         data, spans = self.to_config(root)
         structure_ok = len(self.diagnostics) == before
@@ -421,7 +424,30 @@ class _Lowering:
                     continue
                 self.diagnostics.append(_pydantic_diagnostic(detail, spans, root.span))
             return None
+        for reference in self.same_model:
+            self.check_same_model(reference, config)
         return config if structure_ok else None
+
+    def check_same_model(self, reference: ir.Reference, config: ir.Config) -> None:
+        """A run whose weights this one loads must have this run's model, field by field."""
+        ours = config.model.model_dump()  # type: ignore[attr-defined]
+        if reference.model == ours:
+            return
+        theirs = _flat(reference.model)
+        mine = _flat(ours)
+        differences = [
+            f"`model.{key}` {theirs.get(key)!r} there, {mine.get(key)!r} here"
+            for key in {**theirs, **mine}
+            if theirs.get(key) != mine.get(key)
+        ]
+        self.error(
+            f"run `{reference.run}` of {reference.spec} has another model: "
+            + "; ".join(differences[:3])
+            + (f" and {len(differences) - 3} more" if len(differences) > 3 else ""),
+            reference.span,
+            "its weights load only into the same model: match the `model` block, or refer "
+            "to a run that has this one's",
+        )
 
     # --- variants, sweeps, profiles ------------------------------------------------------
 
@@ -480,6 +506,15 @@ class _Lowering:
         for override in overrides:
             self.assign(raw, override.path, override.path_span, override.value)
         return raw
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return found
+    return {prefix: value}
 
 
 def _merge(base: RawBlock, layer: RawBlock, naming: set[str] = frozenset()) -> None:  # type: ignore[assignment]

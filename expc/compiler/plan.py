@@ -163,6 +163,10 @@ class Plan:
         origin = self.origin(dotted)
         return f" ({origin})" if origin != "default" else ""
 
+    def sets(self, dotted: str) -> bool:
+        """Whether any run gives the path a non-empty value (a run-folder field in use)."""
+        return any(self.values(dotted))
+
     @property
     def reads_runs(self) -> bool:
         """Whether a run refers to another experiment's runs (`run(...)`)."""
@@ -175,7 +179,12 @@ class Plan:
     def fields(self) -> list[ConfigField]:
         found = []
         for leaf in self.leaves:
+            # A run-folder field is a config field whenever a run sets it (`expc run` points
+            # it at the folder it built); left at its default (empty) everywhere, it is not.
+            unused = leaf.run_folder and not any(self.values(leaf.dotted))
             fixed = leaf.structural and not self.varies(leaf.dotted) and not leaf.run_folder
+            if unused:
+                continue
             if leaf.path in _NOT_CONFIG or fixed:
                 continue
             values = self.values(leaf.dotted)

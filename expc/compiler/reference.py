@@ -103,6 +103,7 @@ class Resolver:
             experiment=experiment,
             run=run_name,
             field=at,
+            model=runs[run_name].config.model.model_dump(),
             span=span,
         )
         return f"{DEFAULT_RUNS}/{experiment}/{run_name}", reference

@@ -15,7 +15,7 @@ from expc.compiler.components.base import Objective, TargetSupport
 from expc.compiler.components.data.arithmetic import ArithmeticData
 from expc.compiler.components.data.text import TextData
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node
+from expc.compiler.ir import STRUCTURAL, Node, run_folders
 
 # --- data --------------------------------------------------------------------------------
 
@@ -135,6 +135,11 @@ class Train(Node):
     spike_window: Annotated[int, Field(ge=2, le=100_000)] = 50
     # Checkpoint (atomically) every N steps; 0 = at every evaluation. `--resume` continues.
     checkpoint_every: Annotated[int, Field(ge=0, le=10**9)] = 0
+    # Start from the weights of another run of the same model (a fresh optimiser and
+    # schedule): `init = run("gated_attention", "gated")`, or a run folder.
+    init: str = Field(
+        "", max_length=4096, json_schema_extra=run_folders("sequence_model", same_model=True)
+    )
     finetune: Finetune | None = None
 
 

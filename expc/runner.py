@@ -33,6 +33,7 @@ from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module
 from expc.runtime.metrics import read_metrics
+from expc.runtime.run_folder import claim
 
 
 def _select(run_names: list[str], wanted: list[str]) -> list[str]:
@@ -225,7 +226,14 @@ def _execute(
                 "resume": resumes[name],
             }
             run_dir = experiment_dir / name
-            if not _torchrun(package_dir, run_dir, launch, config, session.nodes, console):
+            try:
+                with claim(run_dir):
+                    ok = _torchrun(package_dir, run_dir, launch, config, session.nodes, console)
+            except RunError as error:
+                console.print(f"[bold red]{name}: failed[/]: {error}")
+                failed[name] = str(error)
+                continue
+            if not ok:
                 failed[name] = f"see {experiment_dir / name / 'job.log'}"
     elif session.jobs > 1 and len(pending) > 1:
         flags = _child_flags(profile, sets, session.device, session.resume, generated)
@@ -239,17 +247,17 @@ def _execute(
                 config = config_of(name)
                 task = Progress(bar, name, getattr(config.train, "total_steps", config.train.steps))
                 try:
-                    final = module.train(
-                        config,
-                        experiment_dir / name,
-                        task,
-                        device=session.device,
-                        resume=resumes[name],
-                    )
+                    with claim(experiment_dir / name):  # one writer per run folder
+                        final = module.train(
+                            config,
+                            experiment_dir / name,
+                            task,
+                            device=session.device,
+                            resume=resumes[name],
+                        )
                 except RunError as error:  # this run cannot go on; the others can
-                    failed[name] = f"see {experiment_dir / name / 'job.log'}"
-                    (experiment_dir / name).mkdir(parents=True, exist_ok=True)
-                    (experiment_dir / name / "job.log").write_text(f"error: {error}\n")
+                    failed[name] = str(error)
+                    _log_failure(experiment_dir / name, error)
                     bar.console.print(f"[bold red]{name}: failed[/]: {error}")
                     continue
                 bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
@@ -268,6 +276,16 @@ def _execute(
             tail = "; none finished" + ("" if report_path else ", so no report was written")
         raise RunError(f"{len(failed)} of {len(names)} {where}runs failed: {listed}{tail}")
     return report_path
+
+
+def _log_failure(run_dir: Path, error: RunError) -> None:
+    """The error in the run's job.log, unless its folder is not ours to write."""
+    log = run_dir / "job.log"
+    if run_dir.is_dir() and not run_dir.is_symlink() and not log.is_symlink():
+        try:
+            log.write_text(f"error: {error}\n")
+        except OSError:
+            pass
 
 
 def experiment_folder(experiment: str, profile: str | None, sets: list[str]) -> str:

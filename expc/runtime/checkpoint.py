@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from expc.runtime.errors import RunError
 
 
 def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
@@ -46,6 +49,44 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
 
 
+def _numpy_types() -> list[Any]:
+    """The numpy objects an expc checkpoint holds (the global RNG state: an array of uint32,
+    and scalars): the only globals besides torch's own that loading allows."""
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2, or 1
+    dtypes = [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.bool_)]
+    return [
+        multiarray.multiarray._reconstruct,
+        multiarray.multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        *dtypes,
+    ]
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    # Our own files hold numpy/python RNG state, which weights_only loading rejects.
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A checkpoint's contents, loaded with `weights_only=True`: tensors, plain Python data
+    and numpy's RNG state only, so a crafted file cannot run code. A file that is not
+    such a checkpoint, or is corrupt, is a RunError naming it (the run stops; others go on)."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_types()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"no checkpoint at {path}") from None
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()
+        detail = next(
+            (line for line in reason if "global" in line.lower()), reason[0] if reason else ""
+        )
+        raise RunError(
+            f"{path} is not an expc checkpoint, and was not loaded: it holds objects other than "
+            f"tensors and plain data ({detail.strip()[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise RunError(
+            f"{path} is corrupt or truncated ({first}); rerun without --resume, or with --force"
+        ) from None
+    if not isinstance(state, dict):
+        raise RunError(f"{path} is not an expc checkpoint (it holds a {type(state).__name__})")
+    return state

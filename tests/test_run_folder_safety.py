@@ -1,0 +1,133 @@
+"""Run folders against unlucky and hostile users: a second writer, planted symlinks, corrupt
+and crafted checkpoints. Each fault stops only its own run, with a message naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from expc.runtime import RunError, load_checkpoint
+from tests.conftest import MINIMAL
+
+TWO_RUNS = MINIMAL + "target cpu {}\nvariant a {}\nvariant b { train.lr = 2e-3 }\n"
+
+
+def _expc(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "expc", *map(str, args)], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def _spec(tmp_path: Path, text: str = TWO_RUNS) -> Path:
+    path = tmp_path / "s.exp"
+    path.write_text(text)
+    return path
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_is_refused_before_it_runs_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {}, "payload": _Payload(marker)}, path)
+    with pytest.raises(RunError, match="is not an expc checkpoint, and was not loaded"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_corrupt_checkpoint_stops_its_run_and_the_others_go_on(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "runs"
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    run_a = out / "tiny/a"
+    data = (run_a / "checkpoint.pt").read_bytes()
+    (run_a / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    for name in ("a", "b"):
+        (out / "tiny" / name / "summary.json").unlink()
+    (out / "tiny/report.md").unlink()
+    result = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert f"{run_a / 'checkpoint.pt'} is corrupt or truncated" in output
+    assert "Traceback" not in output
+    assert (out / "tiny/b/summary.json").exists()  # the other run resumed and finished
+    assert (out / "tiny/report.md").exists()
+
+
+def test_a_crafted_checkpoint_in_a_run_folder_fails_that_run_only(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "runs"
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    marker = tmp_path / "pwned"
+    torch.save({"model": {}, "payload": _Payload(marker)}, out / "tiny/a/checkpoint.pt")
+    (out / "tiny/a/summary.json").unlink()
+    result = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "is not an expc checkpoint" in result.stdout + result.stderr
+    assert not marker.exists()
+
+
+def test_a_second_writer_of_a_run_folder_stops_at_once_naming_the_holder(tmp_path: Path) -> None:
+    slow = MINIMAL.replace("steps = 2", "steps = 400") + "target cpu {}\n"
+    spec = _spec(tmp_path, slow)
+    out = tmp_path / "runs"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not (out / "tiny/main/metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first run ended before the second started"
+        second = _expc("run", spec, "--out", out, cwd=tmp_path)
+        output = second.stdout + second.stderr
+        assert second.returncode == 1
+        assert f"is being written by another expc run (pid {first.pid})" in output
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = (out / "tiny/main/metrics.jsonl").read_text().splitlines()
+    assert [int(r.split('"step": ')[1].split(",")[0]) for r in rows] == list(range(1, 401))
+
+
+@pytest.mark.parametrize("planted", ["metrics.jsonl", "checkpoint.pt.tmp"])
+def test_a_symlink_planted_in_a_run_folder_is_refused(tmp_path: Path, planted: str) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "runs"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "tiny/a").mkdir(parents=True)
+    (out / "tiny/a" / planted).symlink_to(victim)
+    result = _expc("run", spec, "--out", out, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "is a symlink; refusing to write through it" in result.stdout + result.stderr
+    assert victim.read_text() == "precious\n"
+    assert (out / "tiny/b/summary.json").exists()
+
+
+def test_temp_files_of_a_killed_run_are_removed_on_the_next_start(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    out = tmp_path / "runs"
+    (out / "tiny/a").mkdir(parents=True)
+    (out / "tiny/a/checkpoint.pt.tmp").write_bytes(b"torn")
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    assert not (out / "tiny/a/checkpoint.pt.tmp").exists()

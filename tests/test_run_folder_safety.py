@@ -131,3 +131,29 @@ def test_temp_files_of_a_killed_run_are_removed_on_the_next_start(tmp_path: Path
     (out / "tiny/a/checkpoint.pt.tmp").write_bytes(b"torn")
     assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
     assert not (out / "tiny/a/checkpoint.pt.tmp").exists()
+
+
+def test_diffusion_stopped_on_memorization_does_not_train_on_when_resumed(tmp_path: Path) -> None:
+    """Killed between the stopping checkpoint and summary.json, `--resume` adds nothing."""
+    spec = tmp_path / "mem.exp"
+    spec.write_text(
+        f'extends "{Path(__file__).resolve().parent.parent / "specs/diffusion_memorization.exp"}"\n'
+        "experiment mem_stop {}\nremove sweep\n"
+        "data.n = 16\n"
+        "train { steps = 40  stop_memorized = 0.5 }\n"
+        # Nearly every sample counts as a copy: the run stops at its first evaluation.
+        "eval { evaluations = 4  first_eval = 5  samples = 16  sampling_steps = 2\n"
+        "  gap_threshold = 0.999 }\n"
+    )
+    out = tmp_path / "runs"
+    first = _expc("run", spec, "--out", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = out / "mem_stop/main"
+    rows = (run_dir / "metrics.jsonl").read_text()
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in rows.splitlines()]
+    assert steps[-1] < 40  # it stopped early
+    (run_dir / "summary.json").unlink()
+    again = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (run_dir / "metrics.jsonl").read_text() == rows
+    assert (run_dir / "summary.json").exists()

@@ -296,6 +296,7 @@ def train(
     generator = torch.Generator().manual_seed(run.seed)
     checkpoint_path = out_dir / "checkpoint.pt"
     first_step, losses, elapsed, cpu = 0, [], 0.0, 0.0
+    stopped = False  # by `train.stop_memorized`
     state = (
         runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
     )
@@ -307,6 +308,7 @@ def train(
         runtime.restore_rng(state["rng"])
         first_step, losses = state["step"], state["losses"]
         elapsed, cpu = state["elapsed_s"], state["cpu_s"]
+        stopped = state.get("stopped", False)
     logger = runtime.MetricsLogger(
         out_dir,
         config=asdict(run),
@@ -316,7 +318,9 @@ def train(
     started, cpu_started = time.perf_counter() - elapsed, time.process_time() - cpu
     if progress is not None:
         progress.advance(steps=first_step)
-    for step in range(first_step, run.train.steps):
+    # A run that had stopped on memorization when it was interrupted is done: resuming it
+    # trains no further.
+    for step in range(first_step, first_step if stopped else run.train.steps):
         index = torch.randint(run.data.n, (run.train.batch_size,), generator=generator)
         loss = diffusion.denoising_loss(
             model, train_images[index.to(target)], schedule, generator=generator
@@ -372,6 +376,7 @@ def train(
                 losses=losses,
                 elapsed_s=time.perf_counter() - started,
                 cpu_s=time.process_time() - cpu_started,
+                stopped=stop,
             )
         if progress is not None:
             progress.advance(loss=value)

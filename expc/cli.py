@@ -611,6 +611,13 @@ def serve_command(
     ),
     max_tokens: int = typer.Option(16, "--max-tokens", min=1, help="Default max_tokens."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch's choice)."),
+    max_body_bytes: int = typer.Option(
+        1_000_000, "--max-body-bytes", min=1, help="Largest request body accepted."
+    ),
+    max_prompts: int = typer.Option(64, "--max-prompts", min=1, help="Prompts per request."),
+    max_work: int = typer.Option(
+        65_536, "--max-work", min=1, help="prompts x n x max_tokens one request may ask for."
+    ),
 ) -> None:
     """Serve an expc-trained LM over an OpenAI-compatible HTTP API (/v1/completions, chat)."""
     from expc.runtime import RunError, resolve_device
@@ -619,7 +626,7 @@ def serve_command(
         import torch
 
         from expc.runtime.hivemind.lm import LanguageModel
-        from expc.serve import serve
+        from expc.serve import Limits, serve
 
         if threads:
             torch.set_num_threads(threads)
@@ -635,7 +642,8 @@ def serve_command(
     except (RunError, OSError) as error:
         raise _fail(str(error)) from None
     out.print(f"serving [bold]{lm.name}[/] (step {lm.step}) at http://{host}:{port}/v1")
-    serve(lm, host=host, port=port, default_max_tokens=max_tokens)
+    limits = Limits(max_body_bytes=max_body_bytes, max_prompts=max_prompts, max_work=max_work)
+    serve(lm, host=host, port=port, default_max_tokens=max_tokens, limits=limits)
 
 
 def _ago(mtime: float) -> str:

@@ -51,14 +51,16 @@ def free_port() -> int:
 class Server:
     """`expc serve RUN_DIR` on a free loopback port; its request log goes to `log`."""
 
-    def __init__(self, run_dir: Path, log: Path, max_context: int = 64) -> None:
+    def __init__(
+        self, run_dir: Path, log: Path, max_context: int = 64, extra: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.log = log
         self.url = f"http://127.0.0.1:{self.port}/v1"
         args = ["serve", str(run_dir), "--port", str(self.port), "--threads", "1"]
         with open(log, "w") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "expc", *args, "--max-context", str(max_context)],
+                [sys.executable, "-m", "expc", *args, "--max-context", str(max_context), *extra],
                 cwd=ROOT,
                 stdout=sink,
                 stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import math
 import random
 import sys
 import warnings
@@ -56,7 +55,9 @@ def _unwrap(paragraph: str) -> str:
     return " ".join(paragraph.split("\n"))
 
 
-@pytest.mark.parametrize("description", TRICKY)
+@pytest.mark.parametrize(
+    "description", TRICKY, ids=["x", "N", "u", "trailing", "n-t-bs", "d-quote", "wrapped"]
+)
 def test_a_description_with_backslashes_survives_into_every_docstring(description: str) -> None:
     spec = MINIMAL.replace(
         "experiment tiny {}", f"experiment tiny {{ description = {_exp_string(description)} }}"
@@ -278,7 +279,7 @@ def test_a_default_diffusion_spec_generates_the_ddpm_schedule(tmp_path: Path) ->
     # Linear in between: the step is (2e-2 - 1e-4) / 999.
     steps = schedule.betas.diff()
     assert torch.allclose(steps, torch.full_like(steps, (2e-2 - 1e-4) / 999), rtol=1e-9, atol=0)
-    assert math.isclose(train.RUNS[next(iter(train.RUNS))].objective.timesteps, 1000)
+    assert all(run.objective.timesteps == 1000 for run in train.RUNS.values())
 
 
 def test_runtime_schedule_defaults_are_ddpm_s() -> None:

@@ -8,6 +8,7 @@ recomputes the whole prefix (the reference the cache is tested against).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,6 +58,10 @@ def next_tokens(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+class Cancelled(Exception):
+    """Sampling stopped because its caller no longer wants the result."""
+
+
 @torch.no_grad()
 def generate(
     model: Any,
@@ -69,13 +74,15 @@ def generate(
     stop_token: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    cancelled: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Sample `max_new_tokens` tokens after each row of `prompt` (batch, P), int64.
 
     Returns the new tokens only, (batch, max_new_tokens). Once a row emits `stop_token` the rest
     of that row is `stop_token`; when every row has stopped, sampling ends early. Runs under
     `no_grad` (not `inference_mode`: the tokens may later index an embedding in a training
-    step). The caller chooses train/eval mode.
+    step). The caller chooses train/eval mode. `cancelled` is asked before each token (a
+    server's client went away): when it says so, `Cancelled` is raised.
     """
     if prompt.dim() != 2 or prompt.size(1) == 0:
         raise ValueError(f"prompt must be (batch, P) with P >= 1, got {tuple(prompt.shape)}")
@@ -92,6 +99,8 @@ def generate(
     logits = (model(prompt, cache=cache) if cache is not None else model(prompt))[0][:, -1]
     stopped = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for step in range(max_new_tokens):
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"cancelled after {step} of {max_new_tokens} tokens")
         token = next_tokens(
             logits, temperature=temperature, top_p=top_p, min_p=min_p, generator=generator
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -166,6 +166,7 @@ class LanguageModel:
         stop: Sequence[str] = (),
         seed: int | None = None,
         batch_size: int = 64,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[Completion]:
         """`n` continuations of `prompt`; the prompt keeps its last bytes that fit the context."""
         from expc.runtime.sampling import generate
@@ -192,6 +193,7 @@ class LanguageModel:
                 min_p=min_p,
                 generator=generator,
                 use_cache=hasattr(self.model, "new_cache"),
+                cancelled=cancelled,
             )
             completions += [_decode(bytes(row), stop) for row in new.tolist()]
         return completions

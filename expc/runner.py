@@ -255,10 +255,11 @@ def _execute(
                             device=session.device,
                             resume=resumes[name],
                         )
-                except RunError as error:  # this run cannot go on; the others can
-                    failed[name] = str(error)
-                    _log_failure(experiment_dir / name, error)
-                    bar.console.print(f"[bold red]{name}: failed[/]: {error}")
+                except (RunError, OSError) as error:  # this run cannot go on; the others can
+                    problem = _described(error, name)
+                    failed[name] = problem
+                    _log_failure(experiment_dir / name, problem)
+                    bar.console.print(f"[bold red]{name}: failed[/]: {problem}")
                     continue
                 bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
     finished = [n for n in names if n not in failed]
@@ -278,7 +279,16 @@ def _execute(
     return report_path
 
 
-def _log_failure(run_dir: Path, error: RunError) -> None:
+def _described(error: Exception, run: str) -> str:
+    """A run's failure in one line; an OS error (a full disk, a file too large, no
+    permission) names the run and the path it could not write."""
+    if isinstance(error, OSError) and not isinstance(error, RunError):
+        where = f" {error.filename}" if error.filename else ""
+        return f"run {run} could not write{where}: {error.strerror or error}"
+    return str(error)
+
+
+def _log_failure(run_dir: Path, error: object) -> None:
     """The error in the run's job.log, unless its folder is not ours to write."""
     log = run_dir / "job.log"
     if run_dir.is_dir() and not run_dir.is_symlink() and not log.is_symlink():

@@ -157,3 +157,31 @@ def test_diffusion_stopped_on_memorization_does_not_train_on_when_resumed(tmp_pa
     assert again.returncode == 0, again.stdout + again.stderr
     assert (run_dir / "metrics.jsonl").read_text() == rows
     assert (run_dir / "summary.json").exists()
+
+
+def test_a_write_that_fails_names_the_run_and_path_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit stands in for a full disk: the same failed write, without filling
+    this machine's disk. The small run finishes, the large one fails alone."""
+    import resource
+
+    spec = _spec(tmp_path, TWO_RUNS.replace("variant b {", "variant b { model.width = 256 "))
+    out = tmp_path / "runs"
+
+    def limit_file_size() -> None:  # 1.5 MB: run a's checkpoint fits, run b's does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit_file_size,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert f"run b could not write: {out / 'tiny/b/checkpoint.pt.tmp'}" in output
+    assert "Traceback" not in output
+    assert not (out / "tiny/b/checkpoint.pt.tmp").exists()
+    assert (out / "tiny/a/summary.json").exists() and (out / "tiny/report.md").exists()

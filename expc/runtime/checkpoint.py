@@ -35,10 +35,20 @@ def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
         "python": random.getstate(),
     }
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as file:
-        torch.save(state, file)
-        file.flush()
-        os.fsync(file.fileno())  # on disk before the rename makes it the checkpoint
+    try:
+        with open(tmp, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())  # on disk before the rename makes it the checkpoint
+    except (OSError, RuntimeError) as error:
+        # A full disk (or a file-size limit): no torn temp file left filling it, and the
+        # previous checkpoint stays as it was. torch reports a failed write as RuntimeError.
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, str(tmp)) from None
+        raise OSError(
+            f"{tmp}: the write stopped short (a full disk, or a file-size limit)"
+        ) from None
     os.replace(tmp, path)
 
 

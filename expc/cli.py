@@ -560,6 +560,7 @@ def runs_command(
     """List experiments and runs with their progress and latest metrics."""
     from rich.table import Table
 
+    from expc.runtime import integrity
     from expc.runtime.metrics import read_metrics
     from expc.runtime.report import profile_label, run_dirs
 
@@ -576,7 +577,9 @@ def runs_command(
             config = json.loads((run_dir / "config.json").read_text())
             steps = config.get("train", {}).get("steps", "?")
             last = rows[-1] if rows else {}
-            status = "finished" if (run_dir / "summary.json").exists() else "partial"
+            status = "partial"
+            if (run_dir / "summary.json").exists():
+                status = "damaged" if integrity.problem(run_dir) else "finished"
             if last.get("diverged"):
                 status = "diverged"
             loss = last.get("val_loss")

@@ -29,6 +29,7 @@ from expc.compiler.diagnostics import did_you_mean
 from expc.compiler.paths import display_name
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
+from expc.runtime import integrity
 from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module
@@ -235,6 +236,8 @@ def _execute(
                 continue
             if not ok:
                 failed[name] = f"see {experiment_dir / name / 'job.log'}"
+            elif (run_dir / "metrics.jsonl").is_file():
+                integrity.record(run_dir)
     elif session.jobs > 1 and len(pending) > 1:
         flags = _child_flags(profile, sets, session.device, session.resume, generated)
         for name in _run_jobs(
@@ -261,6 +264,7 @@ def _execute(
                     _log_failure(experiment_dir / name, problem)
                     bar.console.print(f"[bold red]{name}: failed[/]: {problem}")
                     continue
+                integrity.record(experiment_dir / name)  # what "finished" is checked against
                 bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
     finished = [n for n in names if n not in failed]
     for name, why in failed.items():  # what a dependent spec must not read
@@ -530,6 +534,15 @@ def _verdict(
     if not finished:
         if not (resume and written is not None and (run_dir / "checkpoint.pt").exists()):
             return Verdict(skip=False)
+        damage = _damaged_for_resume(run_dir)
+        if damage and not force:
+            return Verdict(
+                True, False, f"cannot resume: {damage}; `--force` starts it again from step 0"
+            )
+        if damage:
+            return Verdict(
+                False, message=f"starting again from step 0 (--force): {damage}", resume=False
+            )
         if same:
             return Verdict(skip=False)
         # Its checkpoint holds another config's weights and rows: continuing would log
@@ -545,6 +558,13 @@ def _verdict(
         return Verdict(
             False, message=f"starting again from step 0 (--force): {changes}", resume=False
         )
+    damage = integrity.problem(run_dir) if same else None
+    if damage:  # not a result: train it again, whatever --force says
+        return Verdict(
+            False,
+            message=f"its files do not verify ({damage}): training it again from step 0",
+            resume=False,
+        )
     if same and not (force and replace_current):
         return Verdict(True, True, "finished earlier with this config, skipped (--force reruns)")
     if same:
@@ -557,6 +577,15 @@ def _verdict(
             f"finished earlier with another config ({changes}); `--force` replaces it",
         )
     return Verdict(False, message=f"replacing the finished run (--force): {changes}")
+
+
+def _damaged_for_resume(run_dir: Path) -> str | None:
+    """Why an unfinished run's rows cannot be continued: its metrics.jsonl is gone while a
+    checkpoint is there, or a line before the last is corrupt (resuming would leave a hole)."""
+    if not (run_dir / "metrics.jsonl").is_file():
+        return "metrics.jsonl is missing while checkpoint.pt is there"
+    line = integrity.corrupt_line(run_dir)
+    return f"metrics.jsonl line {line} is corrupt" if line else None
 
 
 def _changes(before: dict, after: dict, limit: int = 3) -> str:

@@ -185,3 +185,48 @@ def test_a_write_that_fails_names_the_run_and_path_and_leaves_no_temp_file(
     assert "Traceback" not in output
     assert not (out / "tiny/b/checkpoint.pt.tmp").exists()
     assert (out / "tiny/a/summary.json").exists() and (out / "tiny/report.md").exists()
+
+
+@pytest.mark.parametrize("damage", ["corrupt_middle_line", "emptied", "deleted", "row_removed"])
+def test_a_finished_run_whose_metrics_do_not_verify_is_trained_again(
+    tmp_path: Path, damage: str
+) -> None:
+    from tests.conftest import run_cli
+
+    spec = _spec(tmp_path, MINIMAL.replace("steps = 2", "steps = 4") + "target cpu {}\n")
+    out = tmp_path / "runs"
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    metrics = out / "tiny/main/metrics.jsonl"
+    rows = metrics.read_text()
+    lines = rows.splitlines(keepends=True)
+    if damage == "corrupt_middle_line":
+        metrics.write_text("".join([lines[0], '{"step": 2, "train_lo\n', *lines[2:]]))
+    elif damage == "emptied":
+        metrics.write_text("")
+    elif damage == "deleted":
+        metrics.unlink()
+    else:
+        metrics.write_text("".join([lines[0], *lines[2:]]))
+    listed = run_cli("runs", out)
+    assert "damaged" in listed.output or damage == "deleted"  # a deleted file lists no run
+    again = _expc("run", spec, "--out", out, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "its files do not verify" in again.stdout
+    assert metrics.read_text().count("\n") == rows.count("\n") == 4
+    assert "finished" in run_cli("runs", out).output
+
+
+def test_resume_refuses_a_metrics_file_with_a_hole(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, MINIMAL.replace("steps = 2", "steps = 4") + "target cpu {}\n")
+    out = tmp_path / "runs"
+    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    run_dir = out / "tiny/main"
+    (run_dir / "summary.json").unlink()
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "metrics.jsonl").write_text("".join([lines[0], "garbage\n", *lines[2:]]))
+    refused = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "cannot resume: metrics.jsonl line 2 is corrupt" in refused.stdout
+    (run_dir / "metrics.jsonl").unlink()
+    refused = _expc("run", spec, "--out", out, "--resume", cwd=tmp_path)
+    assert "metrics.jsonl is missing while checkpoint.pt is there" in refused.stdout

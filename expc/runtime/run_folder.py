@@ -24,6 +24,8 @@ OWNED = (
     "metrics.jsonl",
     "metrics.jsonl.tmp",
     "summary.json",
+    "integrity.json",
+    "integrity.json.tmp",
     "checkpoint.pt",
     "checkpoint.pt.tmp",
     "job.log",

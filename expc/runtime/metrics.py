@@ -54,6 +54,9 @@ class MetricsLogger:
         clean = {k: _clean(v) for k, v in row.items()}
         self._file.write(json.dumps(clean) + "\n")
         self._file.flush()
+        # On disk before the next checkpoint can cover it: a crash after a checkpoint never
+        # leaves rows the checkpoint counts on missing. Rows come once per evaluation.
+        os.fsync(self._file.fileno())
         self.rows.append(clean)
         if self._writer is not None and "step" in clean:
             for key, value in clean.items():
@@ -66,18 +69,37 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
         text = json.dumps({k: _clean(v) for k, v in summary.items()}, indent=2) + "\n"
-        (self.out_dir / "summary.json").write_text(text)
+        # Whole or not at all: summary.json is what marks the run finished.
+        tmp = self.out_dir / "summary.json.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.out_dir / "summary.json")
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The rows of metrics.jsonl; a torn last line (a run killed mid-write) is skipped."""
+def read_metrics(run_dir: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of metrics.jsonl: its lines that are JSON objects. A torn last line (a run
+    killed mid-write) is skipped, and so are other lines that do not parse or are not an
+    object (a bare number, a list): each of those is noted in `skipped`, when given, as
+    "line N: why"."""
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    if not path.is_file():
         return []
+    # Rows are split on "\n" alone: a JSON string may hold U+2028 and the like.
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):  # also a >4300-digit integer, deep nesting
+            if skipped is not None and number < len(lines):  # not a torn last line
+                skipped.append(f"line {number}: not valid JSON")
+            continue
+        if not isinstance(row, dict):
+            if skipped is not None:
+                kind = {list: "array", str: "string", bool: "boolean"}.get(type(row), "number")
+                kind = "null" if row is None else kind
+                skipped.append(f"line {number}: a JSON {kind}, not an object")
+            continue
+        rows.append(row)
     return rows

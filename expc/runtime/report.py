@@ -1,15 +1,36 @@
-"""report.md and plots for an experiment folder, rebuilt from metrics.jsonl files alone."""
+"""report.md and plots for an experiment folder, rebuilt from metrics.jsonl files alone.
+
+Runs are data: whatever a metrics.jsonl holds, the report is written inside the experiment
+folder and stays small. A metric name becomes a file name only from a safe alphabet; rows and
+values the report cannot use (not an object, no numeric step, non-finite or nested values)
+are skipped, and what was skipped is listed in report.md and given as one `ReportWarning`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
+import re
 import statistics
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from expc.runtime.metrics import read_metrics
+
+MAX_NAME = 64  # characters of a metric name in the report (longer: cut, with a hash)
+MAX_CELL = 200  # characters of a table cell (a longer string value is elided)
+MAX_COLUMNS = 64  # metrics in the table
+MAX_PLOTS = 64  # metrics plotted
+MAX_NOTES = 20  # lines of the "skipped" note in report.md
+
+
+class ReportWarning(UserWarning):
+    """Rows or values of metrics.jsonl that the report skipped."""
+
 
 # Columns of the comparison table, in this order when present.
 _TABLE_ORDER = (
@@ -25,23 +46,175 @@ _TABLE_ORDER = (
 _NOT_PLOTTED = {"step", "tokens", "lr", "elapsed_s"}
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is finite, also as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _fixed(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e15 else f"{value:.4g}"
+
+
 def _format(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        if math.isnan(value):
+        if not math.isfinite(value):
             return "n/a"
+        if abs(value) >= 1e15:
+            return f"{value:.4g}"
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        return f"{float(value):.4g}" if is_finite_number(value) else "n/a"
     return str(value)
+
+
+# Control characters and line separators: a table row is one line.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _plain(text: str, limit: int = MAX_CELL) -> str:
+    """One line of at most `limit` characters, encodable as UTF-8 (no lone surrogates)."""
+    text = _BREAKS.sub(" ", text.encode("utf-8", "replace").decode("utf-8"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _md(text: str, limit: int = MAX_CELL) -> str:
+    """`text` as literal markdown inside a table cell (or a list item)."""
+    text = _plain(text, limit).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def metric_name(key: str) -> str:
+    """How the report names a metric: at most MAX_NAME characters, a long name cut and
+    followed by a hash of it, so that two long names stay apart."""
+    return key if len(key) <= MAX_NAME else key[: MAX_NAME - 9] + "…" + _digest(key)[:8]
+
+
+_SAFE_STEM = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
+
+
+def file_stem(key: str, taken: set[str]) -> str:
+    """A file name (without .png) for a metric, unique among `taken` (compared ignoring
+    case, which is then updated): the name itself when it is a short name of letters,
+    digits, `_`, `.` and `-`; otherwise those characters of it and a hash of the name."""
+    if _SAFE_STEM.fullmatch(key) and ".." not in key:
+        stem = key
+    else:
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", key)[:40].strip("_-") or "metric"
+        stem = f"{safe}-{_digest(key)[:10]}"
+    unique, count = stem, 1
+    while unique.lower() in taken:
+        count += 1
+        unique = f"{stem}-{count}"
+    taken.add(unique.lower())
+    return unique
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether `path` (a file to write, after symlinks) lies directly in `folder`."""
+    return path.resolve().parent == folder.resolve()
+
+
+class _Skipped:
+    """What the report left out, counted by run and reason, with the first example."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.first: dict[tuple[str, str], str] = {}
+
+    def add(self, where: str, reason: str, example: str = "") -> None:
+        self.counts[where, reason] += 1
+        self.first.setdefault((where, reason), example)
+
+    def lines(self) -> list[str]:
+        out = []
+        for (where, reason), count in self.counts.items():
+            example = self.first[where, reason]
+            if count > 1:
+                detail = f" ({count} times" + (f", first {example})" if example else ")")
+            else:
+                detail = f" ({example})" if example else ""
+            out.append(f"{where}: {reason}{detail}")
+        return out
+
+
+def _clean_rows(run: str, rows: list[Any], skipped: _Skipped) -> list[dict[str, Any]]:
+    """The rows the report can use: objects with a numeric step, each value a finite number,
+    a bool, a string (elided past MAX_CELL characters) or null; other values become null."""
+    clean = []
+    for row in rows:
+        if not isinstance(row, dict):
+            skipped.add(run, "row that is not a JSON object")
+            continue
+        if not is_finite_number(row.get("step")):
+            skipped.add(run, "row without a numeric step")
+            continue
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            reason = None
+            if isinstance(value, str) and len(value) > MAX_CELL:
+                reason = f"string over {MAX_CELL} characters, elided"
+                value = value[: MAX_CELL - 1] + "…"
+            elif isinstance(value, dict | list):
+                reason, value = "nested value (an object or a list)", None
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                if not is_finite_number(value):
+                    reason, value = "number that is not finite (or too large)", None
+            elif value is not None and not isinstance(value, str | bool):
+                reason, value = "value of another type", None
+            if reason:
+                skipped.add(
+                    run, reason, f"metric {json.dumps(metric_name(key), ensure_ascii=False)}"
+                )
+            out[key] = value
+        clean.append(out)
+    return clean
+
+
+def load_runs(experiment_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Each run's usable metrics rows (runs without any left out), in run_dirs' order, and
+    one line per kind of thing skipped on the way."""
+    skipped = _Skipped()
+    runs = {}
+    for run_dir in run_dirs(Path(experiment_dir)):
+        run = f"run {json.dumps(run_dir.name, ensure_ascii=False)}"
+        unreadable: list[str] = []
+        rows = read_metrics(run_dir, skipped=unreadable)
+        for note in unreadable:
+            where, _, why = note.partition(": ")
+            skipped.add(run, why, where)
+        rows = _clean_rows(run, rows, skipped)
+        if rows:
+            runs[run_dir.name] = rows
+    return runs, skipped.lines()
 
 
 def run_dirs(experiment_dir: Path) -> list[Path]:
     """Run folders, in the spec's order when `expc run` recorded it, then by name."""
     found = sorted(p for p in Path(experiment_dir).iterdir() if (p / "metrics.jsonl").exists())
-    info = Path(experiment_dir) / "spec.json"
-    order = json.loads(info.read_text()).get("runs", []) if info.exists() else []
+    order = _spec_info(Path(experiment_dir)).get("runs", [])
+    order = [name for name in order if isinstance(name, str)] if isinstance(order, list) else []
     rank = {name: index for index, name in enumerate(order)}
     return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+
+
+def _spec_info(experiment_dir: Path) -> dict[str, Any]:
+    """spec.json (what `expc run` recorded), or {} where there is none or it is not an object."""
+    try:
+        info = json.loads((experiment_dir / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def profile_label(info: dict[str, Any]) -> str:
@@ -54,33 +227,72 @@ def profile_label(info: dict[str, Any]) -> str:
     return label
 
 
-def plot_curves(experiment_dir: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
-    """One PNG per metric, every run a line against training step."""
+def _label(text: str) -> str:
+    """Text for matplotlib: one short line, `$` literal (not mathtext)."""
+    return _plain(text, MAX_NAME).replace("$", r"\$")
+
+
+def plot_curves(
+    experiment_dir: Path,
+    runs: dict[str, list[dict[str, Any]]],
+    skipped: _Skipped | None = None,
+) -> list[Path]:
+    """One PNG per metric, every run a line against training step. The rows are those of
+    `load_runs`: each with a numeric step. PNG names come from `file_stem`; a plot that
+    would land outside the experiment folder (a symlink) or cannot be drawn is skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    skipped = skipped if skipped is not None else _Skipped()
     keys = sorted({k for rows in runs.values() for row in rows for k in row} - _NOT_PLOTTED)
     # A curve needs two points: runs that log one row (a measurement, not a training
     # run) have their numbers in the table only.
     keys = [k for k in keys if any(sum(k in row for row in rows) > 1 for rows in runs.values())]
-    written = []
+    if len(keys) > MAX_PLOTS:
+        skipped.add(
+            "plots", f"{len(keys) - MAX_PLOTS} metrics past the first {MAX_PLOTS}, not plotted"
+        )
+        keys = keys[:MAX_PLOTS]
+    written: list[Path] = []
+    taken: set[str] = set()
     for key in keys:
+        path = experiment_dir / f"{file_stem(key, taken)}.png"
+        name = f"metric {json.dumps(metric_name(key), ensure_ascii=False)}"
+        if not _inside(experiment_dir, path):
+            skipped.add("plots", "plot file outside the experiment folder, not written", name)
+            continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for name, rows in runs.items():
-            points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
-        ax.set_xlabel("step")
-        ax.set_ylabel(key)
-        ax.set_title(f"{experiment_dir.name}: {key}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = experiment_dir / f"{key}.png"
-        fig.savefig(path)
-        plt.close(fig)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Glyph .* missing from", category=UserWarning
+                )
+                for run, rows in runs.items():
+                    points = [
+                        (r["step"], r[key])
+                        for r in rows
+                        if isinstance(r.get(key), int | float)  # a number or a bool
+                    ]
+                    if points:
+                        ax.plot(
+                            *zip(*points, strict=True), marker="o", markersize=3, label=_label(run)
+                        )
+                ax.set_xlabel("step")
+                ax.set_ylabel(_label(metric_name(key)))
+                ax.set_title(_label(f"{experiment_dir.name}: {metric_name(key)}"))
+                ax.grid(alpha=0.3)
+                if ax.get_legend_handles_labels()[0]:  # no curve (values all null): no legend
+                    ax.legend()
+                fig.tight_layout()
+                fig.savefig(path)
+        except (ValueError, OverflowError) as error:  # e.g. values matplotlib cannot scale
+            skipped.add("plots", f"could not be drawn ({type(error).__name__})", name)
+            path.unlink(missing_ok=True)
+            continue
+        finally:
+            plt.close(fig)
         written.append(path)
     return written
 
@@ -121,7 +333,9 @@ def _seed_groups(experiment_dir: Path, names: list[str]) -> dict[str, list[str]]
     for name in names:
         try:
             config = json.loads((experiment_dir / name / "config.json").read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
+            continue
+        if not isinstance(config, dict):
             continue
         key = json.dumps(
             {k: v for k, v in config.items() if k not in ("name", "seed")}, sort_keys=True
@@ -141,7 +355,7 @@ def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str
         return []
     columns = [c for c in columns if c not in ("step", "elapsed_s")]
     lines = ["Mean ± standard deviation over seeds:", ""]
-    lines.append("| runs | seeds | " + " | ".join(columns) + " |")
+    lines.append("| runs | seeds | " + " | ".join(_md(metric_name(c)) for c in columns) + " |")
     lines.append("|---|---|" + "---|" * len(columns))
     for label, members in groups.items():
         cells = []
@@ -154,47 +368,78 @@ def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str
             elif len(values) == 1:
                 cells.append(_format(values[0]))
             else:
-                cells.append(f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}")
-        lines.append(f"| {label} | {len(members)} | " + " | ".join(cells) + " |")
+                mean, spread = statistics.mean(values), statistics.stdev(values)
+                cells.append(
+                    f"{_fixed(mean)} ± {_fixed(spread)}" if math.isfinite(spread) else "n/a"
+                )
+        lines.append(f"| {_md(label)} | {len(members)} | " + " | ".join(map(_md, cells)) + " |")
     return [*lines, ""]
 
 
 def write_report(experiment_dir: Path) -> Path:
-    """Write `report.md` (final metrics of every run side by side, plus curves)."""
+    """Write `report.md` (final metrics of every run side by side, plus curves).
+
+    Rows and values that metrics.jsonl files hold but the report cannot use are skipped:
+    report.md lists them in a short note, and one `ReportWarning` names them too.
+    """
     experiment_dir = Path(experiment_dir)
-    runs = {d.name: read_metrics(d) for d in run_dirs(experiment_dir)}
-    runs = {name: rows for name, rows in runs.items() if rows}
+    runs, notes = load_runs(experiment_dir)
+    skipped = _Skipped()
     finals = {name: rows[-1] for name, rows in runs.items()}
     present = {k for row in finals.values() for k in row}
     columns = [k for k in _TABLE_ORDER if k in present]
     columns += sorted(present - set(columns) - {"tokens", "lr"})
-    lines = [f"# {experiment_dir.name}", ""]
-    spec_note = experiment_dir / "spec.json"
-    info = json.loads(spec_note.read_text()) if spec_note.exists() else {}
+    if len(columns) > MAX_COLUMNS:
+        skipped.add(
+            "table", f"{len(columns) - MAX_COLUMNS} metrics past the first {MAX_COLUMNS}, not shown"
+        )
+        columns = columns[:MAX_COLUMNS]
+    lines = [f"# {_plain(experiment_dir.name)}", ""]
+    info = _spec_info(experiment_dir)
     if info:
-        lines += [f"Spec: `{info['source']}` (sha256 `{info['sha256'][:12]}`)", ""]
-        lines += [f"Profile: {profile_label(info)}", ""]
-    lines += ["Final evaluation of each run:", ""]
-    lines.append("| run | " + " | ".join(columns) + " |")
-    lines.append("|---|" + "---|" * len(columns))
-    for name, row in finals.items():
-        lines.append(f"| {name} | " + " | ".join(_format(row.get(c)) for c in columns) + " |")
+        source, sha = info.get("source"), info.get("sha256")
+        if isinstance(source, str) and isinstance(sha, str):
+            lines += [f"Spec: `{_plain(source)}` (sha256 `{_plain(sha[:12])}`)", ""]
+        lines += [f"Profile: {_plain(profile_label(info), 1000)}", ""]
+    if finals:
+        lines += ["Final evaluation of each run:", ""]
+        lines.append("| run | " + " | ".join(_md(metric_name(c)) for c in columns) + " |")
+        lines.append("|---|" + "---|" * len(columns))
+        for name, row in finals.items():
+            cells = [_md(_format(row.get(c))) for c in columns]
+            lines.append(f"| {_md(name)} | " + " | ".join(cells) + " |")
+    else:
+        lines.append("No run has a metrics row with a step yet.")
     lines.append("")
+    note_at = len(lines)
     lines += _seed_table(experiment_dir, finals, columns)
-    for path in plot_curves(experiment_dir, runs):
+    for path in plot_curves(experiment_dir, runs, skipped):
         lines += [f"![{path.stem}]({path.name})", ""]
     for name in finals:
         if (experiment_dir / name / "attention_maps.png").exists():
             lines += [
-                f"Attention maps of `{name}`:",
+                f"Attention maps of `{_plain(name)}`:",
                 "",
-                f"![{name}]({name}/attention_maps.png)",
+                f"![{_plain(name)}]({_plain(name)}/attention_maps.png)",
                 "",
             ]
-    if info.get("report"):
+    if isinstance(info.get("report"), str) and info["report"]:
         lines += _backend_analysis(info["report"], experiment_dir)
+    notes += skipped.lines()
+    if notes:
+        shown = [f"- {_md(note, 300)}" for note in notes[:MAX_NOTES]]
+        if len(notes) > MAX_NOTES:
+            shown.append(f"- and {len(notes) - MAX_NOTES} more")
+        lines[note_at:note_at] = ["Skipped (metrics the report cannot use):", "", *shown, ""]
+        message = "\n".join(_plain(note, 300) for note in notes[:MAX_NOTES])
+        more = f"\n... and {len(notes) - MAX_NOTES} more" if len(notes) > MAX_NOTES else ""
+        warnings.warn(
+            ReportWarning(f"report of {experiment_dir} skipped:\n{message}{more}"), stacklevel=2
+        )
     report = experiment_dir / "report.md"
-    report.write_text("\n".join(lines))
+    if not _inside(experiment_dir, report):  # a symlink out of the folder: replace it
+        report.unlink()
+    report.write_text("\n".join(lines), encoding="utf-8")
     return report
 
 

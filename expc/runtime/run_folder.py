@@ -24,6 +24,7 @@ OWNED = (
     "metrics.jsonl",
     "metrics.jsonl.tmp",
     "summary.json",
+    "summary.json.tmp",
     "integrity.json",
     "integrity.json.tmp",
     "checkpoint.pt",

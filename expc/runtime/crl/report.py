@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any
 
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import run_dirs
+from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
 # (metric, column title, format); "~" columns are second-half means.
 COLUMNS = (
@@ -37,12 +38,14 @@ def _series_label(run_name: str) -> str:
 
 
 def second_half_mean(rows: list[dict[str, Any]], key: str) -> float | None:
-    """Mean of `key` over the evaluations after the first half of the run's steps."""
+    """Mean of `key` over the evaluations after the first half of the run's steps (rows
+    without a numeric step, and values that are not finite numbers, do not count)."""
+    rows = [r for r in rows if is_finite_number(r.get("step"))]
     if not rows:
         return None
     last = rows[-1]["step"]
-    values = [r[key] for r in rows if r["step"] > last / 2 and isinstance(r.get(key), int | float)]
-    values = [v for v in values if v == v]  # NaN (no such goals) does not count
+    # NaN (no such goals) does not count, nor anything else that is not a finite number.
+    values = [r[key] for r in rows if r["step"] > last / 2 and is_finite_number(r.get(key))]
     return statistics.mean(values) if values else None
 
 
@@ -51,12 +54,17 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
     "~metric", and its `run` name."""
     series: dict[str, dict[int, dict[str, Any]]] = {}
     for run_dir in run_dirs(Path(experiment_dir)):  # the spec's order
-        rows = read_metrics(run_dir)
-        config_path = run_dir / "config.json"
-        if not rows or not config_path.exists():
+        # Rows without a numeric step (metrics.jsonl is data, not always ours) are left out.
+        rows = [r for r in read_metrics(run_dir) if is_finite_number(r.get("step"))]
+        if not rows:
             continue
-        depth = json.loads(config_path.read_text()).get("model", {}).get("depth")
-        if depth is None:
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError, RecursionError):
+            continue
+        model = config.get("model") if isinstance(config, dict) else None
+        depth = model.get("depth") if isinstance(model, dict) else None
+        if not isinstance(depth, int) or isinstance(depth, bool):
             continue
         final = {**rows[-1], "run": run_dir.name}
         for key in ("success_rate", "detour_success_rate", "time_at_goal"):
@@ -67,7 +75,7 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
-    return fmt.format(value) if isinstance(value, int | float) else "n/a"
+    return fmt.format(value) if is_finite_number(value) else "n/a"
 
 
 def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
@@ -79,6 +87,17 @@ def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    try:
+        _draw(series, fig, axes)
+        fig.suptitle(f"{path.parent.name}: evaluation against depth")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _draw(series: dict[str, dict[int, dict[str, Any]]], fig: Any, axes: Any) -> None:
     panels = (("success_rate", "success rate"), ("time_at_goal", "time at goal (steps)"))
     for ax, (key, label) in zip(axes, panels, strict=True):
         for name, by_depth in series.items():
@@ -86,9 +105,11 @@ def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
             means = [
                 (d, by_depth[d][f"~{key}"])
                 for d in depths
-                if by_depth[d].get(f"~{key}") is not None
+                if is_finite_number(by_depth[d].get(f"~{key}"))
             ]
-            finals = [(d, by_depth[d][key]) for d in depths if by_depth[d].get(key) is not None]
+            finals = [
+                (d, by_depth[d][key]) for d in depths if is_finite_number(by_depth[d].get(key))
+            ]
             if means:
                 (line,) = ax.plot(
                     *zip(*means, strict=True), marker="o", label=f"{name} (2nd-half mean)"
@@ -109,12 +130,8 @@ def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
         ax.set_xlabel("depth (Dense layers in residual blocks)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{path.parent.name}: evaluation against depth")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
 
 
 def analyse(experiment_dir: Path) -> list[str]:
@@ -132,5 +149,9 @@ def analyse(experiment_dir: Path) -> list[str]:
             cells = [_cell(row, key, fmt) for key, _, fmt in COLUMNS]
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
         lines.append("")
-    path = plot(series, experiment_dir / "depth_scaling.png")
+    try:
+        path = plot(series, experiment_dir / "depth_scaling.png")
+    except (ValueError, OverflowError) as error:  # values matplotlib cannot scale
+        warnings.warn(ReportWarning(f"depth scaling plot not drawn: {error!r}"), stacklevel=2)
+        return lines
     return [*lines, f"![depth scaling]({path.name})", ""]

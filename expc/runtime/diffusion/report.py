@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from expc.runtime.diffusion.timescales import (
     tau_mem,
 )
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import run_dirs
+from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class RunTimescales:
 
     def final(self, key: str) -> float | None:
         value = self.rows[-1].get(key)
-        return float(value) if isinstance(value, int | float) else None
+        return float(value) if is_finite_number(value) else None
 
     @property
     def overfit_step(self) -> float | None:
@@ -55,43 +56,77 @@ class RunTimescales:
         return steps[losses.index(min(losses))] if losses else None
 
     def best(self, key: str) -> float | None:
-        values = [r[key] for r in self.rows if isinstance(r.get(key), int | float)]
+        values = [r[key] for r in self.rows if is_finite_number(r.get(key))]
         return float(min(values)) if values else None
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    pairs = [
-        (float(r["step"]), float(r[key]))
-        for r in rows
-        if isinstance(r.get(key), int | float) and r.get("step", 0) > 0
-    ]
+    """(steps, values) of `key`: finite numbers at positive, increasing steps (a row at a
+    step not after the one before, which a run does not write, is left out)."""
+    pairs: list[tuple[float, float]] = []
+    for r in rows:
+        step, value = r.get("step"), r.get(key)
+        if is_finite_number(step) and is_finite_number(value):
+            if step > (pairs[-1][0] if pairs else 0):
+                pairs.append((float(step), float(value)))
     return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+# What reading a config.json that is not as `expc run` writes it raises (json.loads, a missing
+# or mistyped key, int() of a string or of inf).
+_UNREADABLE = (
+    OSError,
+    ValueError,
+    RecursionError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+)
+
+
+def _finite(scale: Timescale) -> Timescale | None:
+    """None for a crossing that extreme values made NaN (0 / 0 in the interpolation)."""
+    return scale if math.isfinite(scale.steps) else None
 
 
 def collect(experiment_dir: Path) -> list[RunTimescales]:
     """Every run with evaluations, sorted by n, with its timescales."""
     found = []
     for run_dir in run_dirs(Path(experiment_dir)):
-        rows = [r for r in read_metrics(run_dir) if "step" in r and not r.get("diverged")]
-        config_path = run_dir / "config.json"
-        if not rows or not config_path.exists():
+        rows = [
+            r
+            for r in read_metrics(run_dir)
+            if is_finite_number(r.get("step")) and not r.get("diverged")
+        ]
+        if not rows:
             continue
-        config = json.loads(config_path.read_text())
-        evaluation = config.get("eval", {})
-        threshold = float(evaluation.get("memorization_threshold", MEMORIZATION_THRESHOLD))
-        tolerance = float(evaluation.get("generalization_tolerance", GENERALIZATION_TOLERANCE))
+        try:  # a config.json this analysis cannot read: the run is left out
+            config = json.loads((run_dir / "config.json").read_text())
+            evaluation = config.get("eval", {})
+            threshold = float(evaluation.get("memorization_threshold", MEMORIZATION_THRESHOLD))
+            tolerance = float(evaluation.get("generalization_tolerance", GENERALIZATION_TOLERANCE))
+            n, steps_planned = int(config["data"]["n"]), int(config["train"]["steps"])
+        except _UNREADABLE:
+            continue
+        if n < 1 or not math.isfinite(threshold) or not 0.0 <= tolerance < 1.0:
+            continue
         steps, fmem = _series(rows, "memorization")
         quality_steps, quality = _series(rows, "quality")
         found.append(
             RunTimescales(
                 name=run_dir.name,
-                n=int(config["data"]["n"]),
+                n=n,
                 rows=rows,
-                tau_mem=tau_mem(steps, fmem, threshold) if steps else None,
-                tau_gen=tau_gen(quality_steps, quality, tolerance) if len(quality) > 1 else None,
+                tau_mem=_finite(tau_mem(steps, fmem, threshold)) if steps else None,
+                tau_gen=(
+                    _finite(tau_gen(quality_steps, quality, tolerance))
+                    if len(quality) > 1
+                    else None
+                ),
                 threshold=threshold,
                 tolerance=tolerance,
-                steps_planned=int(config["train"]["steps"]),
+                steps_planned=steps_planned,
             )
         )
     return sorted(found, key=lambda r: (r.n, r.name))
@@ -136,21 +171,27 @@ def _plot_timescales(runs: list[RunTimescales], mem: PowerLawFit | None, path: P
                 label=None if shown else label,
             )
             shown = True
-    if mem is not None:
-        ns = sorted({r.n for r in runs})
-        ax.plot(
-            ns, [mem.predict(n) for n in ns], "--", color="C3", label=f"fit: slope {mem.slope:.2f}"
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("training set size n")
-    ax.set_ylabel("training steps")
-    ax.set_title("timescales (open triangles: bounds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        if mem is not None:
+            ns = sorted({r.n for r in runs})
+            ax.plot(
+                ns,
+                [mem.predict(n) for n in ns],
+                "--",
+                color="C3",
+                label=f"fit: slope {mem.slope:.2f}",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("training set size n")
+        ax.set_ylabel("training steps")
+        ax.set_title("timescales (open triangles: bounds)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -188,9 +229,11 @@ def _plot_curves(runs: list[RunTimescales], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -258,11 +301,20 @@ def analyse(experiment_dir: Path) -> list[str]:
             + ".",
             "",
         ]
-    timescales = _plot_timescales(runs, mem_fit, experiment_dir / "timescales.png")
-    curves = _plot_curves(runs, experiment_dir / "timescale_curves.png")
-    lines += [f"![timescales]({timescales.name})", "", f"![curves]({curves.name})", ""]
+    for plot, name, alt in (
+        (lambda path: _plot_timescales(runs, mem_fit, path), "timescales.png", "timescales"),
+        (lambda path: _plot_curves(runs, path), "timescale_curves.png", "curves"),
+    ):
+        try:
+            lines += [f"![{alt}]({plot(experiment_dir / name).name})", ""]
+        except (ValueError, OverflowError) as error:  # values matplotlib cannot scale
+            warnings.warn(ReportWarning(f"{name} not drawn: {error!r}"), stacklevel=2)
     smallest = runs[0]
-    grids = sorted((experiment_dir / smallest.name / "samples").glob("step_*.png"))
+    grids = sorted(
+        g
+        for g in (experiment_dir / smallest.name / "samples").glob("step_*.png")
+        if g.stem.split("_")[1].isascii() and g.stem.split("_")[1].isdigit()
+    )
     if grids:
         lines += [
             f"Samples of `{smallest.name}` (n = {smallest.n}), each row above the training "

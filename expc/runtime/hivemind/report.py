@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -209,23 +210,30 @@ def write_report(
 def analyse(experiment_dir: Path) -> list[str]:
     """The backend's part of the experiment's report.md: each run's analysis, from its
     metrics.json (written by `write_report` into the run folder)."""
-    from expc.runtime.report import run_dirs
+    from expc.runtime.report import ReportWarning, run_dirs
 
     lines: list[str] = []
     for run_dir in run_dirs(Path(experiment_dir)):
         saved = run_dir / "metrics.json"
         if not saved.exists():
             continue
-        analysis = Analysis.from_json(json.loads(saved.read_text()))
-        config = json.loads((run_dir / "config.json").read_text())
-        objective = config.get("objective", {})
-        setting = ", ".join(f"{k} = {v}" for k, v in objective.items())
-        text = markdown(
-            analysis,
-            f"Run `{run_dir.name}`",
-            notes=[f"Decoding: {setting}." if setting else ""],
-            level=2,
-            images=f"{run_dir.name}/",
-        )
+        try:  # a metrics.json or config.json this analysis cannot use: the run is left out
+            analysis = Analysis.from_json(json.loads(saved.read_text()))
+            config = json.loads((run_dir / "config.json").read_text())
+            objective = config.get("objective", {})
+            setting = ", ".join(f"{k} = {v}" for k, v in objective.items())
+            text = markdown(
+                analysis,
+                f"Run `{run_dir.name}`",
+                notes=[f"Decoding: {setting}." if setting else ""],
+                level=2,
+                images=f"{run_dir.name}/",
+            )
+        except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as error:
+            warnings.warn(
+                ReportWarning(f"{run_dir.name}: {saved.name} not used: {error!r}"[:500]),
+                stacklevel=2,
+            )
+            continue
         lines += text.splitlines()
     return lines

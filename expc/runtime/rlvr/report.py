@@ -4,11 +4,12 @@ of the base and RL models, the crossover k, coverage, training budgets, and a lo
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.report import run_dirs
+from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 from expc.runtime.rlvr.passk import coverage, crossover_k, pass_at_k_curve
 
 PASSK_FILE = "passk.json"
@@ -49,14 +50,42 @@ def write_passk(run_dir: Path, summary: dict[str, Any]) -> Path:
 
 
 def _runs(experiment_dir: Path) -> dict[str, dict[str, Any]]:
-    """Each finished run's passk.json, in the spec's run order."""
+    """Each finished run's passk.json, in the spec's run order (one that is not as
+    `passk_summary` writes it is left out)."""
     found = {}
     for run_dir in run_dirs(experiment_dir):
         try:
-            found[run_dir.name] = json.loads((run_dir / PASSK_FILE).read_text())
-        except (OSError, ValueError):
+            summary = json.loads((run_dir / PASSK_FILE).read_text())
+        except (OSError, ValueError, RecursionError):
             continue  # not finished, or a torn file from a killed run
+        if _usable(summary):
+            found[run_dir.name] = summary
     return found
+
+
+def _usable(summary: Any) -> bool:
+    """Whether a passk.json has what `analyse` reads: numbers where it formats numbers."""
+
+    def numbers(values: Any) -> bool:
+        return isinstance(values, list) and all(is_finite_number(v) for v in values)
+
+    if not isinstance(summary, dict) or not {"problems", "samples"} <= summary.keys():
+        return False
+    models = [summary.get("base"), summary.get("rl")]
+    if not all(isinstance(m, dict) for m in models) or not numbers(summary.get("ks")):
+        return False
+    crossover = summary.get("crossover_k")
+    return (
+        all(
+            numbers(m.get("pass_at_k"))
+            and len(m["pass_at_k"]) == len(summary["ks"])
+            and is_finite_number(m.get("coverage"))
+            and isinstance(m.get("correct"), list)
+            for m in models
+        )
+        and (crossover is None or is_finite_number(crossover))
+        and isinstance(summary.get("budget", {}), dict)
+    )
 
 
 def _subset_note(summary: dict[str, Any]) -> str:
@@ -91,10 +120,12 @@ def plot_passk(experiment_dir: Path, runs: dict[str, dict[str, Any]]) -> Path:
     ax.set_title(f"{Path(experiment_dir).name}: pass@k on held-out problems")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     path = Path(experiment_dir) / "passk.png"
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -128,7 +159,11 @@ def analyse(experiment_dir: Path) -> list[str]:
         if budget:
             lines.append("- budget: " + ", ".join(f"{k} {_fmt(v)}" for k, v in budget.items()))
         lines.append("")
-    path = plot_passk(experiment_dir, runs)
+    try:
+        path = plot_passk(experiment_dir, runs)
+    except (ValueError, OverflowError) as error:  # values matplotlib cannot scale
+        warnings.warn(ReportWarning(f"pass@k plot not drawn: {error!r}"), stacklevel=2)
+        return lines
     return [*lines, f"![pass@k]({path.name})", ""]
 
 

@@ -26,6 +26,7 @@ from expc.compiler import (
     resolve,
 )
 from expc.compiler.diagnostics import did_you_mean
+from expc.compiler.lower import flatten
 from expc.compiler.paths import display_name
 from expc.compiler.plan import Plan
 from expc.compiler.source import SourceFile
@@ -589,7 +590,7 @@ def _damaged_for_resume(run_dir: Path) -> str | None:
 
 
 def _changes(before: dict, after: dict, limit: int = 3) -> str:
-    flat_before, flat_after = _flatten(before), _flatten(after)
+    flat_before, flat_after = flatten(before), flatten(after)
     keys = [k for k in {**flat_before, **flat_after} if flat_before.get(k) != flat_after.get(k)]
     shown = [f"{k} {_short(flat_before.get(k))} -> {_short(flat_after.get(k))}" for k in keys]
     more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
@@ -599,15 +600,6 @@ def _changes(before: dict, after: dict, limit: int = 3) -> str:
 def _short(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        found: dict[str, Any] = {}
-        for key, item in value.items():
-            found.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return found
-    return {prefix: value}
 
 
 def _torchrun(

@@ -433,8 +433,8 @@ class _Lowering:
         ours = config.model.model_dump()  # type: ignore[attr-defined]
         if reference.model == ours:
             return
-        theirs = _flat(reference.model)
-        mine = _flat(ours)
+        theirs = flatten(reference.model)
+        mine = flatten(ours)
         differences = [
             f"`model.{key}` {theirs.get(key)!r} there, {mine.get(key)!r} here"
             for key in {**theirs, **mine}
@@ -508,11 +508,12 @@ class _Lowering:
         return raw
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"a.b.c": leaf}: for messages that name what differs."""
     if isinstance(value, dict):
         found: dict[str, Any] = {}
         for key, item in value.items():
-            found.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+            found.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return found
     return {prefix: value}
 

@@ -50,10 +50,25 @@ def test_a_crafted_checkpoint_is_refused_before_it_runs_code(tmp_path: Path) -> 
     assert not marker.exists()
 
 
-def test_a_corrupt_checkpoint_stops_its_run_and_the_others_go_on(tmp_path: Path) -> None:
-    spec = _spec(tmp_path)
+def _diffusion_two_runs(tmp_path: Path) -> str:
+    base = Path(__file__).resolve().parent.parent / "specs/diffusion_memorization.exp"
+    return (
+        f'extends "{base}"\nexperiment tiny {{}}\nremove sweep\ndata.n = 16\n'
+        "train { steps = 6  stop_memorized = 0 }\n"
+        "eval { evaluations = 2  first_eval = 3  samples = 8  sampling_steps = 2 }\n"
+        "variant a {}\nvariant b { train.lr = 1e-3 }\n"
+    )
+
+
+@pytest.mark.parametrize("objective", ["next_token", "diffusion"])
+def test_a_corrupt_checkpoint_stops_its_run_and_the_others_go_on(
+    tmp_path: Path, objective: str
+) -> None:
+    text = TWO_RUNS if objective == "next_token" else _diffusion_two_runs(tmp_path)
+    spec = _spec(tmp_path, text)
     out = tmp_path / "runs"
-    assert _expc("run", spec, "--out", out, cwd=tmp_path).returncode == 0
+    first = _expc("run", spec, "--out", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
     run_a = out / "tiny/a"
     data = (run_a / "checkpoint.pt").read_bytes()
     (run_a / "checkpoint.pt").write_bytes(data[: len(data) // 2])

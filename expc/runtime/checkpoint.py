@@ -95,7 +95,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise RunError(
-            f"{path} is corrupt or truncated ({first}); rerun without --resume, or with --force"
+            f"{path} is corrupt or truncated ({first}): train the run again "
+            "(`expc run` without --resume, or with --force)"
         ) from None
     if not isinstance(state, dict):
         raise RunError(f"{path} is not an expc checkpoint (it holds a {type(state).__name__})")

@@ -399,7 +399,10 @@ class _Lowering:
             found = self.resolver(call, value.span, holding, at)
             if isinstance(found, list):
                 self.diagnostics.extend(found)
-                return value.text  # a placeholder that passes the field's own checks
+                # The spec fails to compile on the diagnostic just recorded; the text as
+                # written stands in for the folder so that the field's own checks (a
+                # non-empty path) do not add a second, misleading error at the same place.
+                return value.text
             folder, reference = found
             self.references.append(reference)
             if ir.needs_same_model(model, name):

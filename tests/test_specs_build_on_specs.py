@@ -645,3 +645,9 @@ def test_a_run_loads_weights_only_from_the_same_model(tmp_path: Path) -> None:
 
     code = compile_source(SourceFile.read(tmp_path / "plain.exp")).files["pre/train.py"]
     assert "init" not in code.split("class TrainConfig")[1].split("class")[0] and plain.runs
+
+
+def test_an_unknown_profile_lists_each_profile_once() -> None:
+    result = run_cli("run", "specs/rlvr_passk.exp", "--profile", "nope")
+    assert result.exit_code == 1
+    assert "profiles in specs/rlvr_passk.exp: `smoke`\n" in result.output

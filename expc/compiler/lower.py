@@ -742,7 +742,7 @@ def lower(
                         None,
                         did_you_mean(profile, [*profiles, "smoke"])
                         or f"profiles in {tree.source.name}: "
-                        + (", ".join(f"`{p}`" for p in [*profiles, "smoke"])),
+                        + (", ".join(f"`{p}`" for p in dict.fromkeys([*profiles, "smoke"]))),
                     )
                 ]
             )

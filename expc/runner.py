@@ -127,7 +127,6 @@ def _execute(
         experiment_dir = session.out_dir / folder
         generated = session.generated or _default_generated(spec_path, experiment_dir)
         package_dir = generated / experiment
-        _write_package(compiled.files, generated, source.name, console)
 
         overrides, set_sources = parse_overrides(sets)
         sources.update({s.name: s for s in set_sources})
@@ -136,6 +135,9 @@ def _execute(
     except CompileError as error:
         error.sources = {**getattr(error, "sources", {}), **sources}  # type: ignore[attr-defined]
         raise
+    # Written only once the profile, `--set` and `--variant` are known good: a mistyped
+    # profile must not leave a folder behind.
+    _write_package(compiled.files, generated, source.name, console)
 
     target = compiled.spec.config.target
     resolve_device(target.device, override=session.device)  # no GPU? say so before any work

@@ -647,7 +647,9 @@ def test_a_run_loads_weights_only_from_the_same_model(tmp_path: Path) -> None:
     assert "init" not in code.split("class TrainConfig")[1].split("class")[0] and plain.runs
 
 
-def test_an_unknown_profile_lists_each_profile_once() -> None:
-    result = run_cli("run", "specs/rlvr_passk.exp", "--profile", "nope")
-    assert result.exit_code == 1
-    assert "profiles in specs/rlvr_passk.exp: `smoke`\n" in result.output
+def test_an_unknown_profile_lists_each_profile_once_and_writes_nothing(tmp_path: Path) -> None:
+    spec = _write(tmp_path, "s.exp", BASE)
+    result = _expc("run", spec, "--profile", "nope", "--out", tmp_path / "runs", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "profiles in s.exp: `fast`, `smoke`\n" in result.stderr
+    assert not (tmp_path / "runs").exists()

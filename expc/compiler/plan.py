@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -109,6 +109,8 @@ def _python_type(leaf: Leaf, values: list[Any]) -> str:
         return "Literal[" + ", ".join(_literal(v) for v in values) + "]"
     if annotation in (int, float, str, bool):
         return annotation.__name__
+    if get_origin(annotation) is Literal:  # a choice that may differ between runs
+        return "Literal[" + ", ".join(_literal(v) for v in get_args(annotation)) + "]"
     args = [a.__name__ for a in get_args(annotation) if isinstance(a, type)]
     return args[0] if args else "object"
 

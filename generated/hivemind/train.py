@@ -25,6 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class ModelConfig:
         "runs/gated_attention/vanilla",
         "runs/gated_attention/gated",
     )  # spec line 19
+    format: Literal["auto", "chat", "raw"] = "auto"  # default
     concurrency: int = 4  # default
     timeout_s: float = 120.0  # default
     retries: int = 5  # default

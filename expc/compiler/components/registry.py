@@ -35,7 +35,7 @@ from expc.compiler.diagnostics import Diagnostic
 
 # Modules that define the components, in the order errors and tables list them. The first
 # objective is the default used to check a spec whose objective is missing or unknown.
-ARCHITECTURES = ("transformer", "residual_mlp", "unet", "generators")
+ARCHITECTURES = ("transformer", "residual_mlp", "unet", "generators", "pretrained")
 DATA = ("text", "arithmetic", "maze", "images", "prompts")
 OBJECTIVES = ("next_token", "crl", "diffusion", "rlvr", "hivemind")
 _PACKAGE = "expc.compiler.components"

@@ -14,7 +14,12 @@ sentence-transformers (the embedder) is imported only when an `Embedder` is made
 from expc.runtime.hivemind.analysis import DEFAULT_THRESHOLDS, Analysis, PromptScore, analyze
 from expc.runtime.hivemind.cache import DiskCache, cache_key
 from expc.runtime.hivemind.embed import DEFAULT_EMBEDDER, Embedder
-from expc.runtime.hivemind.generators import CheckpointGenerator, Generator
+from expc.runtime.hivemind.generators import (
+    CheckpointGenerator,
+    Generator,
+    PretrainedGenerator,
+    SampledGenerator,
+)
 from expc.runtime.hivemind.http_client import GenerationError, GenerationStats, OpenAIEndpoint
 from expc.runtime.hivemind.lm import Completion, LanguageModel, chat_prompt
 from expc.runtime.hivemind.prompts import (
@@ -53,9 +58,11 @@ __all__ = [
     "JsonlResponses",
     "LanguageModel",
     "OpenAIEndpoint",
+    "PretrainedGenerator",
     "Prompt",
     "PromptScore",
     "Response",
+    "SampledGenerator",
     "SamplingSettings",
     "analyze",
     "builtin_prompts",

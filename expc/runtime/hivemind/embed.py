@@ -10,7 +10,6 @@ between embedders; comparisons within one embedder are what this reproduction re
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,19 +20,11 @@ import numpy as np
 
 from expc.runtime.errors import RunError
 from expc.runtime.hivemind.cache import DiskCache, cache_key
+from expc.runtime.offline import hub_offline
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DIMENSION = 384
 CHUNK = 1024  # texts encoded between two cache writes
-
-
-def _offline() -> None:
-    # Set before sentence-transformers/transformers/huggingface_hub are imported: they read
-    # these once. A local folder then never touches the network.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def model_folder(name: str = DEFAULT_EMBEDDER) -> Path:
@@ -75,7 +66,7 @@ class Embedder:
         batch_size: int = 64,
         device: str = "cpu",
     ) -> None:
-        _offline()
+        hub_offline()
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 

@@ -90,7 +90,8 @@ METRIC_HELP: dict[str, str] = {
 
 
 def _new_tokens_fit_the_context(config: Any) -> Iterator[Diagnostic]:
-    if config.model.checkpoints and config.objective.max_tokens >= config.model.max_context:
+    checkpoints = getattr(config.model, "checkpoints", ())  # `model pretrained` has none
+    if checkpoints and config.objective.max_tokens >= config.model.max_context:
         yield Diagnostic(
             f"`objective.max_tokens` ({config.objective.max_tokens}) leaves no room for the "
             f"prompt in `model.max_context` ({config.model.max_context})",

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -599,7 +599,12 @@ def runs_command(
 @app.command("serve")
 @_main
 def serve_command(
-    path: Path = typer.Argument(..., help="A run folder (runs/<exp>/<run>) or its checkpoint.pt."),
+    path: Path = typer.Argument(
+        ...,
+        help="A run folder (runs/<exp>/<run>), its checkpoint.pt, a pretrained model's name "
+        "(`expc models`) or a .gguf file.",
+        metavar="MODEL",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     name: str = typer.Option(None, "--name", help="Model id in the API (default: <exp>/<run>)."),
@@ -610,7 +615,15 @@ def serve_command(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     max_context: int = typer.Option(
-        None, "--max-context", min=2, help="Prompt + new bytes per request (default: trained)."
+        None,
+        "--max-context",
+        min=2,
+        help="Prompt + new tokens per request (default: trained, or the model's own).",
+    ),
+    prompt_format: str = typer.Option(
+        "auto",
+        "--format",
+        help="Pretrained models: how chat requests are given (auto, chat, raw).",
     ),
     max_tokens: int = typer.Option(16, "--max-tokens", min=1, help="Default max_tokens."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch threads (0: torch's choice)."),
@@ -622,9 +635,12 @@ def serve_command(
         65_536, "--max-work", min=1, help="prompts x n x max_tokens one request may ask for."
     ),
 ) -> None:
-    """Serve an expc-trained LM over an OpenAI-compatible HTTP API (/v1/completions, chat)."""
+    """Serve a language model over an OpenAI-compatible HTTP API (/v1/completions, chat):
+    an expc-trained LM, or a pretrained model from a package or a GGUF file."""
     from expc.runtime import RunError, resolve_device
 
+    if prompt_format not in ("auto", "chat", "raw"):
+        raise _fail(f"--format must be auto, chat or raw, not {prompt_format!r}")
     try:
         import torch
 
@@ -633,20 +649,77 @@ def serve_command(
 
         if threads:
             torch.set_num_threads(threads)
-        lm = LanguageModel(
-            path,
-            generated=generated,
-            device=str(resolve_device(device)),
-            max_context=max_context,
-            name=name,
-        )
+        if not path.exists() and not _is_pretrained(path) and _near_a_model(path):
+            from expc.runtime.pretrained.registry import unknown_name
+
+            raise RunError(unknown_name(str(path)))
+        if _is_pretrained(path):
+            from expc.runtime.pretrained.model import PretrainedLM
+
+            lm: Any = PretrainedLM(
+                str(path),
+                name=name,
+                device=str(resolve_device(device)),
+                format=prompt_format,  # type: ignore[arg-type]
+                max_context=max_context,
+            )
+        else:
+            lm = LanguageModel(
+                path,
+                generated=generated,
+                device=str(resolve_device(device)),
+                max_context=max_context,
+                name=name,
+            )
     except ModuleNotFoundError as error:
         raise _fail(f"`expc serve` needs {error.name}", "pip install fastapi uvicorn") from None
     except (RunError, OSError) as error:
         raise _fail(str(error)) from None
-    out.print(f"serving [bold]{lm.name}[/] (step {lm.step}) at http://{host}:{port}/v1")
+    what = "pretrained" if _is_pretrained(path) else f"step {lm.step}"
+    out.print(f"serving [bold]{lm.name}[/] ({what}) at http://{host}:{port}/v1")
     limits = Limits(max_body_bytes=max_body_bytes, max_prompts=max_prompts, max_work=max_work)
     serve(lm, host=host, port=port, default_max_tokens=max_tokens, limits=limits)
+
+
+def _is_pretrained(path: Path) -> bool:
+    """A registry name (that is not also a folder here) or a .gguf file."""
+    from expc.runtime.pretrained.registry import REGISTRY
+
+    return path.suffix == ".gguf" or (str(path) in REGISTRY and not path.exists())
+
+
+def _near_a_model(path: Path) -> bool:
+    from expc.runtime.pretrained.registry import REGISTRY
+
+    return bool(difflib.get_close_matches(str(path), REGISTRY, n=1))
+
+
+@app.command("models")
+@_main
+def models_command() -> None:
+    """List the pretrained models expc can load offline, and whether each is installed."""
+    import importlib.metadata
+
+    from rich.table import Table
+
+    from expc.runtime.pretrained.registry import REGISTRY
+
+    table = Table()
+    for column in ("name", "installed", "licence", "install"):
+        table.add_column(column, overflow="fold")
+    for entry in REGISTRY.values():
+        try:
+            installed = importlib.metadata.version(entry.package) == entry.version
+        except importlib.metadata.PackageNotFoundError:
+            installed = False
+        table.add_row(
+            entry.name,
+            "yes" if installed else "no",
+            entry.licence,
+            "-" if installed else entry.install,
+        )
+    out.print(table)
+    out.print("Any local GGUF file of an architecture transformers reads works too.")
 
 
 def _ago(mtime: float) -> str:

@@ -1,4 +1,5 @@
-"""`expc serve`: an OpenAI-compatible HTTP server for an expc-trained LM (FastAPI + uvicorn).
+"""`expc serve`: an OpenAI-compatible HTTP server for one language model (FastAPI + uvicorn):
+an expc-trained LM or a pretrained model (a registry name or a GGUF file).
 
 Endpoints, as in the OpenAI API (and vLLM, llama.cpp's server, Ollama):
 
@@ -7,13 +8,14 @@ Endpoints, as in the OpenAI API (and vLLM, llama.cpp's server, Ollama):
                                  "top_p", "min_p", "stop", "seed"}
     POST /v1/chat/completions   the same with "messages" instead of "prompt"
 
-expc's LMs are byte-level base models: a chat request's messages are joined into plain
-text (`chat_prompt`), and token counts in `usage` are bytes. Streaming is not offered.
+A pretrained chat model answers chat requests through its chat template. expc's LMs are
+byte-level base models: a chat request's messages are joined into plain text
+(`chat_prompt`), and their token counts in `usage` are bytes. Streaming is not offered.
 Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with a
 plain message; bad input is a 4xx, never a 500.
 
 The server is bounded (`Limits`, set by `expc serve` flags): the request body's size, the
-prompts of one request, and its work (prompts × n × max_tokens bytes to sample). Sampling
+prompts of one request, and its work (prompts × n × max_tokens tokens to sample). Sampling
 stops when the client disconnects, so an abandoned request frees the model at once.
 """
 
@@ -26,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,11 +37,26 @@ from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from expc.runtime.errors import RunError
-from expc.runtime.hivemind.lm import Completion, LanguageModel, chat_prompt
+from expc.runtime.hivemind.lm import Completion
 from expc.runtime.sampling import Cancelled
 
 MAX_N = 256
 T = TypeVar("T")
+
+
+class ServedModel(Protocol):
+    """What the server needs of a model: `LanguageModel` (expc's LMs) and `PretrainedLM`."""
+
+    name: str
+    step: int
+
+    def complete(self, prompt: str, **sampling: Any) -> list[Completion]: ...
+
+    def chat_text(self, messages: list[dict[str, str]]) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,7 @@ class Limits:
 
     max_body_bytes: int = 1_000_000
     max_prompts: int = 64
-    # prompts × n × max_tokens: the bytes one request samples. The default is, e.g.,
+    # prompts × n × max_tokens: the tokens one request samples. The default is, e.g.,
     # 4 prompts × 64 samples × 256 bytes: a few seconds of CPU for expc's small LMs.
     max_work: int = 65_536
 
@@ -200,7 +217,7 @@ def _validation_message(error: dict) -> tuple[str, str | None]:
 
 
 def create_app(
-    lm: LanguageModel, default_max_tokens: int = 16, limits: Limits | None = None
+    lm: ServedModel, default_max_tokens: int = 16, limits: Limits | None = None
 ) -> FastAPI:
     """The ASGI app serving `lm`; `uvicorn.run(create_app(lm))` serves it."""
     limits = limits or Limits()
@@ -243,7 +260,7 @@ def create_app(
             raise APIError(
                 400,
                 f"this request asks for {prompts} prompt(s) x n {body.n} x max_tokens "
-                f"{max_tokens or default_max_tokens} = {work:,} bytes; this server's limit "
+                f"{max_tokens or default_max_tokens} = {work:,} tokens; this server's limit "
                 f"is {limits.max_work:,} (`expc serve --max-work`)",
                 "invalid_request_error",
                 "n",
@@ -277,7 +294,7 @@ def create_app(
             raise APIError(400, str(error), "invalid_request_error", "max_tokens") from None
 
     def usage(prompt: str, completions: list[Completion]) -> dict[str, int]:
-        prompt_tokens = len(prompt.encode("utf-8"))
+        prompt_tokens = lm.count_tokens(prompt)
         completion_tokens = sum(c.tokens for c in completions)
         return {
             "prompt_tokens": prompt_tokens,
@@ -341,7 +358,8 @@ def create_app(
     def reply(
         body: ChatRequest, max_tokens: int | None, cancelled: Callable[[], bool]
     ) -> dict[str, Any]:
-        prompt = chat_prompt([m.model_dump() for m in body.messages])
+        # A pretrained chat model gets its chat template; expc's LMs get the paragraphs.
+        prompt = lm.chat_text([m.model_dump() for m in body.messages])
         sampled = sample(body, prompt, max_tokens, cancelled)
         choices = [
             {
@@ -365,7 +383,7 @@ def create_app(
 
 
 def serve(
-    lm: LanguageModel,
+    lm: ServedModel,
     host: str = "127.0.0.1",
     port: int = 8000,
     default_max_tokens: int = 16,

@@ -99,7 +99,7 @@ def test_work_per_request_is_capped(server: Server) -> None:
         timeout=60,
     )
     error = _error(reply, 400)
-    assert "64 prompt(s) x n 256 x max_tokens 63 = 1,032,192 bytes" in error["message"]
+    assert "64 prompt(s) x n 256 x max_tokens 63 = 1,032,192 tokens" in error["message"]
     assert "this server's limit is 1,000,000 (`expc serve --max-work`)" in error["message"]
     chat = httpx.post(
         server.url + "/chat/completions",

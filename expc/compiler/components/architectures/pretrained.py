@@ -14,7 +14,7 @@ from pydantic import Field
 from expc.compiler.components.base import Architecture
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node, input_file
-from expc.runtime.pretrained.registry import REGISTRY
+from expc.model_registry import REGISTRY
 
 PathText = Annotated[str, Field(max_length=4096)]
 # How a question reaches a pretrained model: `chat` through the chat template in its file,

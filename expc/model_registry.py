@@ -10,6 +10,7 @@ heavy: neither torch nor expc.runtime.
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
 from dataclasses import dataclass
 
 
@@ -84,3 +85,17 @@ def unknown_name(name: str) -> str:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(sorted(REGISTRY))
     return f"no pretrained model {name!r}{hint} (known: {known}; or give a .gguf file)"
+
+
+def missing_distribution(name: str) -> str | None:
+    """The distribution (package, or one of its chunk packages) of a registry model that is
+    not installed at its pinned version; None when all are. Nothing is read or hashed."""
+    entry = REGISTRY[name]
+    wanted = [entry.package, *(part for part, _ in entry.parts)]
+    for distribution in wanted:
+        try:
+            if importlib.metadata.version(distribution) != entry.version:
+                return f"{distribution}=={entry.version}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{distribution}=={entry.version}"
+    return None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "smoke_metrics"
-# hivemind samples the gated_attention smoke runs: `expc run` trains them first where they
+# hivemind and hivemind_pretrained sample the gated_attention smoke runs: `expc run` trains them first where they
 # are missing (or, after gated_attention here, finds them up to date).
 SPECS = (
     "gated_attention",
@@ -32,6 +32,7 @@ SPECS = (
     "rlvr_passk",
     "diffusion_dit_memorization",
     "hivemind",
+    "hivemind_pretrained",
 )
 # Keys measured by the clock, not by the computation.
 TIMING = ("elapsed_s", "cpu_s")

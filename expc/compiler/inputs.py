@@ -1,5 +1,6 @@
-"""Local input files a spec names (a text corpus, an image folder, prompt and answer files),
-checked before any run starts, each error pointing at the value in the spec.
+"""Local input files a spec names (a text corpus, an image folder, prompt and answer files,
+GGUF files), and the packages of the pretrained models it names, checked before any run
+starts, each error pointing at the value in the spec.
 
 The fields are marked with `ir.input_file` metadata. Whether a value exists depends on the
 directory `expc run` starts in, not on the spec, so this is no compile rule: `expc run`
@@ -19,6 +20,7 @@ from typing import Any
 from expc.compiler import components, ir, plan
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.source import Span
+from expc.model_registry import REGISTRY, missing_distribution
 
 
 def missing_inputs(spec: ir.Spec, cwd: Path) -> list[Diagnostic]:
@@ -31,6 +33,9 @@ def missing_inputs(spec: ir.Spec, cwd: Path) -> list[Diagnostic]:
         config = run.config
         for leaf in plan.leaves(config, role=components.for_config(config).used_as):
             name = leaf.path[-1]
+            if ir.names_pretrained_models(leaf.owner, name):
+                found += _uninstalled_models(plan.get_path(config, leaf.path[:-1]), leaf, seen)
+                continue
             builtins = ir.input_file_builtins(leaf.owner, name)
             if builtins is None:
                 continue
@@ -42,6 +47,29 @@ def missing_inputs(spec: ir.Spec, cwd: Path) -> list[Diagnostic]:
                 problem = _problem(Path(cwd) / value, *ir.input_file_rules(leaf.owner, name))
                 if problem is not None:
                     found.append(_diagnostic(problem, value, leaf, builtins, span, cwd))
+    return found
+
+
+def _uninstalled_models(
+    owner: ir.Node, leaf: plan.Leaf, seen: set[tuple[tuple[str, ...], str]]
+) -> list[Diagnostic]:
+    """Registry models whose weights' package is not installed (unknown names are compile
+    errors already)."""
+    found = []
+    for value, span in _values(owner, leaf.path[-1]):
+        if not value or value not in REGISTRY or (leaf.path, value) in seen:
+            continue
+        seen.add((leaf.path, value))
+        missing = missing_distribution(value)
+        if missing is not None:
+            found.append(
+                Diagnostic(
+                    f"pretrained model `{value}` is not installed: its weights ship in "
+                    f"{missing} ({leaf.dotted})",
+                    span,
+                    help=f"{REGISTRY[value].install}; `expc models` lists what is installed",
+                )
+            )
     return found
 
 

@@ -62,6 +62,17 @@ def input_file(
     return extra
 
 
+def pretrained_model() -> dict[str, Any]:
+    """Field metadata: the field names models of expc's registry (`expc.model_registry`),
+    whose packages `expc run` checks are installed before any run starts."""
+    return {"pretrained_model": True}
+
+
+def names_pretrained_models(model: type[BaseModel], field: str) -> bool:
+    extra = model.model_fields[field].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("pretrained_model"))
+
+
 def input_file_builtins(model: type[BaseModel], field: str) -> tuple[str, ...] | None:
     """The built-in values of an input-file field (see `input_file`); None when the field
     does not name input files."""

@@ -12,7 +12,7 @@ from pydantic import Field
 from expc.compiler.components.architectures.pretrained import GGUF, PromptFormat, registry_names
 from expc.compiler.components.base import Architecture
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node, input_file, run_folders
+from expc.compiler.ir import STRUCTURAL, Node, input_file, pretrained_model, run_folders
 
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -42,7 +42,9 @@ class Generators(Node):
 
     family: Literal["generators"] = Field("generators", json_schema_extra=STRUCTURAL)
     checkpoints: tuple[PathText, ...] = Field((), json_schema_extra=run_folders("sequence_model"))
-    pretrained: tuple[PathText, ...] = Field((), json_schema_extra=STRUCTURAL)
+    pretrained: tuple[PathText, ...] = Field(
+        (), json_schema_extra={**STRUCTURAL, **pretrained_model()}
+    )
     gguf: tuple[PathText, ...] = Field((), json_schema_extra=GGUF)
     format: PromptFormat = "auto"
     jsonl: tuple[PathText, ...] = Field((), json_schema_extra={**STRUCTURAL, **input_file()})

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from expc.compiler.components.base import Architecture
 from expc.compiler.diagnostics import Diagnostic
-from expc.compiler.ir import STRUCTURAL, Node, input_file
+from expc.compiler.ir import STRUCTURAL, Node, input_file, pretrained_model
 from expc.model_registry import REGISTRY
 
 PathText = Annotated[str, Field(max_length=4096)]
@@ -33,7 +33,7 @@ class Pretrained(Node):
     """
 
     family: Literal["pretrained"] = Field("pretrained", json_schema_extra=STRUCTURAL)
-    name: PathText = Field("", json_schema_extra=STRUCTURAL)
+    name: PathText = Field("", json_schema_extra={**STRUCTURAL, **pretrained_model()})
     gguf: PathText = Field("", json_schema_extra=GGUF)
     format: PromptFormat = "auto"
     max_context: Annotated[int, Field(ge=0, le=1_048_576)] = 0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "smoke_metrics"
-# hivemind and hivemind_pretrained sample the gated_attention smoke runs: `expc run` trains them first where they
-# are missing (or, after gated_attention here, finds them up to date).
+# hivemind and hivemind_pretrained sample the gated_attention smoke runs: `expc run` trains
+# them first where they are missing (or, after gated_attention here, finds them up to date).
 SPECS = (
     "gated_attention",
     "gate_design_space",

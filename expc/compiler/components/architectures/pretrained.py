@@ -5,14 +5,13 @@ transformers reads. Nothing is trained; `model generators` lists several beside 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from expc.compiler.components.base import Architecture
-from expc.compiler.diagnostics import Diagnostic
+from expc.compiler.diagnostics import Diagnostic, did_you_mean
 from expc.compiler.ir import STRUCTURAL, Node, input_file, pretrained_model
 from expc.model_registry import REGISTRY
 
@@ -44,11 +43,11 @@ def registry_names(names: tuple[str, ...], span: Any) -> Iterator[Diagnostic]:
     """A located error for each name the registry does not have."""
     for name in names:
         if name not in REGISTRY:
-            close = difflib.get_close_matches(name, REGISTRY, n=1)
+            close = did_you_mean(name, REGISTRY)
             yield Diagnostic(
                 f"no pretrained model `{name}` in expc's registry",
                 span,
-                help=(f"did you mean `{close[0]}`? " if close else "")
+                help=(f"{close} " if close else "")
                 + f"known: {', '.join(sorted(REGISTRY))}; or give a local file with `gguf`",
             )
 

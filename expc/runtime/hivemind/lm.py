@@ -215,11 +215,17 @@ class LanguageModel:
         }
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
+    """`text` up to the first of the stop strings it contains (OpenAI's `stop`); None when
+    it contains none."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else None
+
+
 def _decode(data: bytes, stop: Sequence[str]) -> Completion:
     text = data.decode("utf-8", errors="replace")
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    if cuts:
-        kept = text[: min(cuts)]
+    kept = cut_at_stop(text, stop)
+    if kept is not None:
         return Completion(kept, "stop", len(kept.encode("utf-8")))
     return Completion(text, "length", len(data))
 

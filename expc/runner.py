@@ -9,13 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from expc import launchers
 from expc.compiler import (
     CompileError,
     Diagnostic,
@@ -35,6 +39,7 @@ from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module
 from expc.runtime.metrics import read_metrics
 from expc.runtime.run_folder import claim
+from expc.runtime.worker import RunJob, describe, log_failure, summary, torchrun_command
 from expc.verdict import verdict_of
 
 
@@ -73,6 +78,14 @@ class Session:
     force: bool = False
     jobs: int = 1
     nodes: tuple[int, int, str, int] | None = None
+    # The command line's launcher settings (`--launcher`, `--address`, ...): over the spec's
+    # `launch` block, for this spec and the upstream ones it builds.
+    launch_flags: dict[str, Any] = field(default_factory=dict)
+    track: str | None = None  # a tracking URI (`--track`), beside the spec's `tracking` block
+    # Trackers opened in this command (uri -> tracker), and the problems already shown.
+    trackers: dict[str, Any] = field(default_factory=dict)
+    tracking_problems: set[str] = field(default_factory=set)
+    sync_every_s: float = 10.0
     # Upstream runs built (or found up to date) in this command: (spec path, profile, run)
     # -> the record config.json keeps, or the reason it is not available.
     built: dict[tuple[str, str | None, str], dict[str, str] | str] = field(default_factory=dict)
@@ -96,10 +109,15 @@ def execute(
     jobs: int = 1,
     report: bool = True,
     nodes: tuple[int, int, str, int] | None = None,
+    launch: dict[str, Any] | None = None,
+    track: str | None = None,
 ) -> Path | None:
     """Run the selected runs of a spec, after the runs of other experiments they read;
-    return the path of the report."""
+    return the path of the report. `launch` holds the command line's launcher settings
+    (`--launcher`, `--address`, ...), which override the spec's `launch` block."""
     session = Session(out_dir, generated, console, device, resume, force, jobs, nodes)
+    session.launch_flags = dict(launch or {})
+    session.track = track
     return _execute(session, spec_path, variants, profile, sets, report=report)
 
 
@@ -220,61 +238,94 @@ def _execute(
             console.print(f"[bold]{name}[/]: {verdict.message}")
         resumes[name] = session.resume if verdict.resume is None else verdict.resume
         pending.append(name)
-    if target.strategy == "ddp":
-        for name in pending:
-            config = config_of(name)
-            launch = {
-                "run": dataclasses.asdict(config),
-                "out_dir": str(experiment_dir / name),
-                "device": session.device,
-                "resume": resumes[name],
-            }
-            run_dir = experiment_dir / name
-            try:
-                with claim(run_dir):
-                    ok = _torchrun(package_dir, run_dir, launch, config, session.nodes, console)
-            except RunError as error:
-                console.print(f"[bold red]{name}: failed[/]: {error}")
-                failed[name] = str(error)
-                continue
-            if not ok:
-                failed[name] = f"see {experiment_dir / name / 'job.log'}"
-            elif (run_dir / "metrics.jsonl").is_file():
-                integrity.record(run_dir)
-    elif session.jobs > 1 and len(pending) > 1:
-        flags = _child_flags(profile, sets, session.device, session.resume, generated)
-        for name in _run_jobs(
-            spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
-        ):
-            failed[name] = f"see {experiment_dir / name / 'job.log'}"
-    elif pending:
-        with progress_bar() as bar:
+    launch = launchers.settings_for(compiled.spec.launch, session.launch_flags)
+    if launch.launcher != "local" and session.jobs > 1:
+        raise RunError(
+            f"--jobs runs local processes; with the {launch.launcher} launcher, each run is "
+            "placed by it (set CPUs per run with --cpus)"
+        )
+    ddp = target.devices if target.strategy == "ddp" else 1
+    tracker = _tracker(session, compiled.spec, sources)
+    with _live_tracking(session, tracker, experiment_dir, failed):
+        if launch.launcher != "local" and pending:
+            jobs = [
+                _job(
+                    name, config_of(name), package_dir, experiment_dir, session, resumes[name], ddp
+                )
+                for name in pending
+            ]
+            for result in launchers.launch(jobs, launch, target, experiment_dir, console):
+                if result.error:
+                    failed[result.name] = result.error
+                _sync(session, tracker, experiment_dir, failed)
+            if launch.dry_run:
+                return None
+        elif launch.dry_run:
+            console.print(f"# would train {len(pending)} runs here: " + ", ".join(pending))
+            return None
+        elif target.strategy == "ddp":
             for name in pending:
                 config = config_of(name)
-                task = Progress(bar, name, getattr(config.train, "total_steps", config.train.steps))
+                launch = {
+                    "run": dataclasses.asdict(config),
+                    "out_dir": str(experiment_dir / name),
+                    "device": session.device,
+                    "resume": resumes[name],
+                }
+                run_dir = experiment_dir / name
                 try:
-                    with claim(experiment_dir / name):  # one writer per run folder
-                        final = module.train(
-                            config,
-                            experiment_dir / name,
-                            task,
-                            device=session.device,
-                            resume=resumes[name],
-                        )
-                except (RunError, OSError) as error:  # this run cannot go on; the others can
-                    problem = _described(error, name)
-                    failed[name] = problem
-                    _log_failure(experiment_dir / name, problem)
-                    bar.console.print(f"[bold red]{name}: failed[/]: {problem}")
+                    with claim(run_dir):
+                        ok = _torchrun(package_dir, run_dir, launch, config, session.nodes, console)
+                except RunError as error:
+                    console.print(f"[bold red]{name}: failed[/]: {error}")
+                    failed[name] = str(error)
                     continue
-                integrity.record(experiment_dir / name)  # what "finished" is checked against
-                bar.console.print(f"[bold]{name}[/]: {_summary(final)}")
+                if not ok:
+                    failed[name] = f"see {experiment_dir / name / 'job.log'}"
+                elif (run_dir / "metrics.jsonl").is_file():
+                    integrity.record(run_dir)
+        elif session.jobs > 1 and len(pending) > 1:
+            flags = _child_flags(profile, sets, session.device, session.resume, generated)
+            for name in _run_jobs(
+                spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
+            ):
+                failed[name] = f"see {experiment_dir / name / 'job.log'}"
+        elif pending:
+            if launch.cpus:  # threads per run, as a launcher gives a run the CPUs it reserved
+                import torch
+
+                torch.set_num_threads(launch.cpus)
+            with progress_bar() as bar:
+                for name in pending:
+                    config = config_of(name)
+                    task = Progress(
+                        bar, name, getattr(config.train, "total_steps", config.train.steps)
+                    )
+                    try:
+                        with claim(experiment_dir / name):  # one writer per run folder
+                            final = module.train(
+                                config,
+                                experiment_dir / name,
+                                task,
+                                device=session.device,
+                                resume=resumes[name],
+                            )
+                    except (RunError, OSError) as error:  # this run cannot go on; the others can
+                        problem = describe(error, name)
+                        failed[name] = problem
+                        log_failure(experiment_dir / name, problem)
+                        bar.console.print(f"[bold red]{name}: failed[/]: {problem}")
+                        continue
+                    integrity.record(experiment_dir / name)  # what "finished" is checked against
+                    bar.console.print(f"[bold]{name}[/]: {summary(final)}")
+                    _sync(session, tracker, experiment_dir, failed)
     finished = [n for n in names if n not in failed]
     for name, why in failed.items():  # what a dependent spec must not read
         session.unavailable[(str(spec_path), profile, name)] = why
     report_path = None
     if report and run_dirs_with_metrics(experiment_dir):
         report_path = write_report(experiment_dir)
+    _sync(session, tracker, experiment_dir, failed)  # the report too; a no-op untracked
     if failed:
         where = f"{upstream_of}'s upstream " if upstream_of else ""
         listed = ", ".join(f"{name} ({why})" for name, why in failed.items())
@@ -286,23 +337,80 @@ def _execute(
     return report_path
 
 
-def _described(error: Exception, run: str) -> str:
-    """A run's failure in one line; an OS error (a full disk, a file too large, no
-    permission) names the run and the path it could not write."""
-    if isinstance(error, OSError) and not isinstance(error, RunError):
-        where = f" {error.filename}" if error.filename else ""
-        return f"run {run} could not write{where}: {error.strerror or error}"
-    return str(error)
+def _tracker(session: Session, spec: ir.Spec, sources: dict[str, SourceFile]):  # noqa: ANN202
+    """The tracker of `--track` (or the spec's `tracking` block), opened once per URI; None
+    when nothing is tracked. A malformed URI stops the command before any run trains."""
+    uri = session.track or (spec.tracking.uri if spec.tracking is not None else None)
+    if uri is None:
+        return None
+    if spec.tracking is not None:
+        session.sync_every_s = spec.tracking.sync_every_s
+    if uri not in session.trackers:
+        from expc.runtime.tracking import open_tracker
+
+        session.trackers[uri] = open_tracker(uri)
+    return session.trackers[uri]
 
 
-def _log_failure(run_dir: Path, error: object) -> None:
-    """The error in the run's job.log, unless its folder is not ours to write."""
-    log = run_dir / "job.log"
-    if run_dir.is_dir() and not run_dir.is_symlink() and not log.is_symlink():
-        try:
-            log.write_text(f"error: {error}\n")
-        except OSError:
-            pass
+def _sync(session: Session, tracker, experiment_dir: Path, failed: dict[str, str]) -> None:  # noqa: ANN001
+    """Send what the tracker has not received yet; a tracking problem is shown once and
+    never fails a run (the rows stay in the run folders and go with the next sync)."""
+    if tracker is None or not experiment_dir.is_dir():
+        return
+    problem = tracker.sync(experiment_dir, failed)
+    if problem and problem not in session.tracking_problems:
+        session.tracking_problems.add(problem)
+        session.console.print(f"[yellow]tracking[/]: {problem}")
+
+
+@contextmanager
+def _live_tracking(
+    session: Session,
+    tracker,
+    experiment_dir: Path,
+    failed: dict[str, str],  # noqa: ANN001
+) -> Iterator[None]:
+    """While the body trains runs, send what they logged so far every `sync_every_s`, so
+    the tracking server shows runs as they go (a sync takes the experiment folder's lock,
+    so it never races the one at a run's end)."""
+    if tracker is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(session.sync_every_s):
+            _sync(session, tracker, experiment_dir, dict(failed))
+
+    thread = threading.Thread(target=loop, name="expc-tracking", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _job(
+    name: str,
+    config: object,
+    package_dir: Path,
+    experiment_dir: Path,
+    session: Session,
+    resume: bool,
+    devices: int,
+) -> RunJob:
+    train = config.train  # type: ignore[attr-defined]
+    return RunJob(
+        name=name,
+        package_dir=str(package_dir.resolve()),
+        run=dataclasses.asdict(config),  # type: ignore[call-overload]
+        run_dir=str((experiment_dir / name).resolve()),
+        device=session.device,
+        resume=resume,
+        steps=getattr(train, "total_steps", train.steps),
+        devices=devices,
+    )
 
 
 def experiment_folder(experiment: str, profile: str | None, sets: list[str]) -> str:
@@ -519,14 +627,7 @@ def _torchrun(
     launch_file = run_dir / "launch.json"
     launch_file.write_text(json.dumps(launch, indent=2) + "\n")
     devices = config.target.devices  # type: ignore[attr-defined]
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={devices}"]
-    if nodes is None:
-        command.append("--standalone")
-    else:
-        count, rank, address, port = nodes
-        command += [f"--nnodes={count}", f"--node-rank={rank}"]
-        command += [f"--master-addr={address}", f"--master-port={port}"]
-    command += ["-m", "expc.runtime.entry", str(package_dir.resolve()), str(launch_file)]
+    command = torchrun_command(str(package_dir), launch_file, devices, nodes)
     name = run_dir.name
     threads = max(1, (os.cpu_count() or 1) // devices)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -535,14 +636,10 @@ def _torchrun(
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     rows = read_metrics(run_dir)
     if code == 0:
-        console.print(f"[bold]{name}[/]: {_summary(rows[-1]) if rows else 'done'}")
+        console.print(f"[bold]{name}[/]: {summary(rows[-1]) if rows else 'done'}")
         return True
     console.print(f"[bold red]{name}: failed[/] (log: {run_dir / 'job.log'})")
     return False
-
-
-def _summary(row: dict) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("tokens", "lr"))
 
 
 def _child_flags(
@@ -589,7 +686,7 @@ def _run_jobs(
             name = futures[future]
             if future.result() == 0:
                 rows = read_metrics(experiment_dir / name)
-                console.print(f"[bold]{name}[/]: {_summary(rows[-1]) if rows else 'done'}")
+                console.print(f"[bold]{name}[/]: {summary(rows[-1]) if rows else 'done'}")
             else:
                 failed.append(name)
                 console.print(

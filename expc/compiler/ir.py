@@ -14,12 +14,13 @@ hyperparameters and always appear in the generated config dataclasses.
 from __future__ import annotations
 
 import keyword
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 from pydantic.json_schema import SkipJsonSchema
 
 from expc.compiler.source import Span
+from expc.tracking_uri import server_url
 
 IR_VERSION = 1
 STRUCTURAL = {"structural": True}
@@ -185,6 +186,61 @@ DEFAULT_SMOKE = (
 )
 
 
+# --- where runs execute, where results go (the runner's, not the generated code's) ---------
+
+
+class LaunchLocal(Node):
+    """`launch local { ... }`: runs on this machine (the default)."""
+
+    kind: Literal["local"] = "local"
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None  # threads per run
+
+
+class LaunchRay(Node):
+    """`launch ray { address = "..." }`: each run a Ray task; a local Ray without address."""
+
+    kind: Literal["ray"] = "ray"
+    address: Annotated[str, Field(min_length=1)] | None = None
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None  # per run (num_cpus)
+    gpus: Annotated[int, Field(ge=0, le=1024)] | None = None  # per run (num_gpus)
+    retries: Annotated[int, Field(ge=0, le=100)] = 0  # a run whose worker died resumes
+
+
+class LaunchSlurm(Node):
+    """`launch slurm { partition = "gpu" time = 120 ... }`: one job array through submitit."""
+
+    kind: Literal["slurm"] = "slurm"
+    partition: Annotated[str, Field(min_length=1)] | None = None
+    time: Annotated[int, Field(ge=1, le=525600)] = 60  # minutes
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None  # per run (cpus_per_task)
+    gpus: Annotated[int, Field(ge=0, le=1024)] | None = None  # per run (gpus_per_node)
+    mem_gb: Annotated[int, Field(ge=1, le=1048576)] | None = None
+    account: Annotated[str, Field(min_length=1)] | None = None
+    qos: Annotated[str, Field(min_length=1)] | None = None
+    constraint: Annotated[str, Field(min_length=1)] | None = None
+    array_parallelism: Annotated[int, Field(ge=1, le=100000)] = 256
+    setup: tuple[str, ...] = ()  # shell lines before each job (`module load cuda`)
+    folder: Annotated[str, Field(min_length=1)] | None = None  # submitit's logs
+    # submitit's executor: `local` runs the array as processes here (no cluster needed).
+    executor: Literal["slurm", "local"] = "slurm"
+
+
+LAUNCHERS: dict[str, type[Node]] = {"local": LaunchLocal, "ray": LaunchRay, "slurm": LaunchSlurm}
+
+
+def _tracking_uri(value: str) -> str:
+    server_url(value)  # a ValueError names the accepted forms
+    return value
+
+
+class Tracking(Node):
+    """`tracking { uri = "mlflow://127.0.0.1:5000" }`: every run logged to MLflow too."""
+
+    uri: Annotated[str, AfterValidator(_tracking_uri)]
+    # While runs train, what they logged so far is sent this often (and at each run's end).
+    sync_every_s: Annotated[float, Field(ge=1, le=86400)] = 10.0
+
+
 class Reference(Node):
     """`run("spec", "name")` in a run-folder field: a run of another experiment."""
 
@@ -218,6 +274,8 @@ class Spec(Node):
     sweeps: tuple[Sweep, ...] = ()
     profiles: tuple[Profile, ...] = ()
     runs: tuple[Run, ...]
+    launch: LaunchLocal | LaunchRay | LaunchSlurm | None = None
+    tracking: Tracking | None = None
 
     def profile(self, name: str) -> Profile | None:
         for profile in self.profiles:

@@ -25,6 +25,9 @@ from expc.compiler.parse import Assignment, Block, Call, Extends, Remove, Syntax
 from expc.compiler.source import Span
 
 RUN_BLOCKS = ("variant", "sweep", "profile")
+# Blocks for the runner (where runs execute, where results go), not part of any run's
+# config: changing them never changes a run, so they are lowered beside the config.
+RUNNER_BLOCKS = ("launch", "tracking")
 MAX_RUNS = 4096
 
 
@@ -126,6 +129,8 @@ class _Lowering:
             if isinstance(item, Extends):
                 continue
             if isinstance(item, Remove):
+                if item.path[0] in RUNNER_BLOCKS:
+                    continue  # see runner_blocks
                 removes.append(item)
                 if item.path[0] in RUN_BLOCKS and len(item.path) > 2:
                     self.error(
@@ -136,10 +141,12 @@ class _Lowering:
                     )
                 continue
             if isinstance(item, Block):
-                if item.kind in RUN_BLOCKS:
+                if item.kind in RUN_BLOCKS or item.kind in RUNNER_BLOCKS:
                     continue
                 if item.kind not in self.sections:
-                    suggestion = did_you_mean(item.kind, [*self.sections, *RUN_BLOCKS])
+                    suggestion = did_you_mean(
+                        item.kind, [*self.sections, *RUN_BLOCKS, *RUNNER_BLOCKS]
+                    )
                     self.error(f"unknown block `{item.kind}`", item.kind_span, suggestion)
                     self.misspelled.add(suggestion or "")
                     continue
@@ -451,6 +458,79 @@ class _Lowering:
             "its weights load only into the same model: match the `model` block, or refer "
             "to a run that has this one's",
         )
+
+    # --- launch and tracking ------------------------------------------------------------
+
+    def runner_blocks(self) -> tuple[ir.Node | None, ir.Tracking | None]:
+        """The spec's `launch KIND { ... }` and `tracking { ... }`: each layer's over the ones
+        it extends, as config blocks merge (another launcher kind replaces the block whole);
+        `remove launch` drops an inherited one."""
+        start = Span(file=self.tree.source.name, line=1, column=1, end_line=1, end_column=2)
+        root = RawBlock("spec", None, None, start)
+        for index, layer in enumerate(self.layers):
+            own = RawBlock("spec", None, None, root.span)
+            for item in layer.items:
+                if isinstance(item, Remove) and item.path[0] in RUNNER_BLOCKS:
+                    if index == 0 or len(item.path) > 1 or item.path[0] not in root.fields:
+                        self.error(
+                            f"nothing to remove: no extended spec declares `{item.path[0]}`"
+                            if len(item.path) == 1
+                            else f"`remove {'.'.join(item.path)}`: a {item.path[0]} block is "
+                            "removed whole",
+                            item.path_span,
+                        )
+                    else:
+                        del root.fields[item.path[0]]
+                if not isinstance(item, Block) or item.kind not in RUNNER_BLOCKS:
+                    continue
+                if item.kind in own.fields:
+                    self.error(
+                        f"block `{item.kind}` is declared twice",
+                        item.kind_span,
+                        "merge the two blocks into one",
+                    )
+                    continue
+                own.fields[item.kind] = self.block(item, None, (item.kind,))
+                own.key_spans[item.kind] = item.kind_span
+            _merge(root, own)
+        launch = tracking = None
+        if "launch" in root.fields:
+            launch = self.runner_block(root.fields["launch"])  # type: ignore[arg-type]
+        if "tracking" in root.fields:
+            raw = root.fields["tracking"]
+            assert isinstance(raw, RawBlock)
+            if raw.label is not None:
+                self.error("block `tracking` takes no label", raw.label_span)
+            else:
+                tracking = self.validated(raw, ir.Tracking, "tracking")
+        return launch, tracking  # type: ignore[return-value]
+
+    def runner_block(self, raw: RawBlock) -> ir.Node | None:
+        kinds = ir.LAUNCHERS
+        if raw.label is None or raw.label not in kinds:
+            self.error(
+                "block `launch` needs a label"
+                if raw.label is None
+                else f"unknown launcher `{raw.label}`",
+                raw.label_span or raw.span,
+                did_you_mean(raw.label or "", kinds)
+                or "write " + ", ".join(f"`launch {k} {{ ... }}`" for k in kinds),
+            )
+            return None
+        return self.validated(raw, kinds[raw.label], "launch")
+
+    def validated(self, raw: RawBlock, model: type[ir.Node], name: str) -> ir.Node | None:
+        spans: dict[tuple, Span] = {(name,): raw.span}
+        before = len(self.diagnostics)
+        data = self.convert(raw, model, (name,), spans)
+        try:
+            validated = model.model_validate(data)
+        except ValidationError as error:  # reported beside the unknown fields, if any
+            for detail in error.errors():
+                located = {**detail, "loc": (name, *detail["loc"])}
+                self.diagnostics.append(_pydantic_diagnostic(located, spans, raw.span))
+            return None
+        return validated if len(self.diagnostics) == before else None
 
     # --- variants, sweeps, profiles ------------------------------------------------------
 
@@ -780,6 +860,7 @@ def lower(
     # Profiles the run did not select must still be valid.
     for profile_overrides in profiles.values():
         lowering.validate(lowering.apply(base, profile_overrides))
+    launch, tracking = lowering.runner_blocks()
 
     if lowering.diagnostics:
         raise CompileError(lowering.diagnostics)
@@ -805,6 +886,8 @@ def lower(
             for n, os in profiles.items()
         ),
         runs=tuple(runs),
+        launch=launch,
+        tracking=tracking,
     )
 
 

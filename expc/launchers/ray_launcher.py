@@ -1,0 +1,215 @@
+"""`expc run SPEC --launcher ray [--address ADDR]`: each run is a Ray task.
+
+Ray reuses a task's worker process for later tasks, and `worker.execute` keeps the
+generated module it imported, so a sweep of short runs pays interpreter and torch start-up
+once per worker, not once per run. A DDP run is one task that reserves its devices and runs
+torchrun inside. Progress comes back through a small actor that every task reports its steps
+to, so the driver draws one bar per run as the local runner does.
+
+A worker that dies (killed, out of memory, its node lost) fails only its run: it is reported
+with what to do (`--resume` continues from the run's last checkpoint), or retried with
+resume when `--retries` asks for it. Ray starts locally when no address is given, and is
+shut down at the end of the command; a cluster given by address is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from expc.launchers import LaunchSettings
+from expc.runtime.errors import RunError
+from expc.runtime.worker import JobResult, RunJob, execute, log_failure, summary
+
+# Seconds between two progress reports of one run: enough to keep the bars live without
+# making the actor a bottleneck for a sweep of many fast runs.
+REPORT_EVERY_S = 0.5
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RunError("--launcher ray needs Ray: pip install 'expc[ray]'") from None
+    return ray
+
+
+class _Board:
+    """An actor: run name -> (steps done, latest loss), written by tasks, read by the driver."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, tuple[int, float | None]] = {}
+
+    def update(self, name: str, steps: int, loss: float | None) -> None:
+        self.steps[name] = (steps, loss)
+
+    def snapshot(self) -> dict[str, tuple[int, float | None]]:
+        return dict(self.steps)
+
+
+class _BoardSink:
+    """The generated loop's progress sink inside a Ray task: counts steps, reports them to
+    the board at most every REPORT_EVERY_S (fire and forget)."""
+
+    def __init__(self, board: Any, name: str) -> None:
+        self.board, self.name = board, name
+        self.done, self.loss = 0, None
+        self.sent = 0.0
+
+    def advance(self, loss: float | None = None, steps: int = 1) -> None:
+        self.done += steps
+        if loss is not None:
+            self.loss = float(loss)
+        now = time.monotonic()
+        if now - self.sent >= REPORT_EVERY_S:
+            self.sent = now
+            self.board.update.remote(self.name, self.done, self.loss)
+
+
+def _task(job: RunJob, board: Any) -> JobResult:
+    """What a Ray worker executes for one run."""
+    sink = _BoardSink(board, job.name)
+    result = execute(job, sink)
+    board.update.remote(job.name, sink.done, sink.loss)
+    return result
+
+
+def connect(settings: LaunchSettings, console: Console) -> bool:
+    """Join the cluster at settings.address, or start a local Ray; True when this command
+    started it (and so shuts it down)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,  # each run writes its own job.log; the bars show progress
+        "configure_logging": False,
+    }
+    if settings.address is None:
+        options["num_cpus"] = os.cpu_count() or 1
+        with console.status("starting a local Ray"):
+            ray.init(**options)
+        return True
+    _probe(settings.address)
+    try:
+        with console.status(f"connecting to Ray at {settings.address}"):
+            ray.init(address=settings.address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RunError(
+            f"could not reach a Ray cluster at {settings.address}: {first}; no run was started "
+            "(start one with `ray start --head`, or leave out --address for a local Ray)"
+        ) from None
+    return False
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an address nothing listens on within seconds: ray.init itself waits for the
+    cluster to appear for minutes, with no message, before giving up."""
+    where = address.removeprefix("ray://")
+    if where == "auto" or "://" in where:
+        return  # Ray finds the address itself (a file of the running cluster), or another scheme
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(
+            f"the Ray address {address!r} is not HOST:PORT (e.g. 127.0.0.1:6379, or "
+            "ray://HOST:10001 for Ray Client); no run was started"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise RunError(
+            f"could not reach a Ray cluster at {address}: {error.strerror or error}; no run was "
+            "started (start one with `ray start --head`, or leave out --address for a local Ray)"
+        ) from None
+
+
+def run(
+    jobs: list[RunJob], settings: LaunchSettings, console: Console, gpus: int = 0
+) -> Iterable[JobResult]:
+    """Run the jobs as Ray tasks; yields each result as it arrives."""
+    from expc.runtime.progress import progress_bar
+
+    ray = _ray()
+    started = connect(settings, console)
+    try:
+        board = ray.remote(num_cpus=0)(_Board).remote()
+        task = ray.remote(_task).options(
+            num_cpus=settings.cpus or 1,
+            num_gpus=gpus,
+            max_retries=0,  # retries are ours: a retry must resume, not start over
+        )
+        resources = ray.cluster_resources()
+        runs = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
+        console.print(
+            f"running {runs} on Ray ({int(resources.get('CPU', 0))} CPUs, "
+            f"{int(resources.get('GPU', 0))} GPUs; {settings.cpus or 1} CPU(s) per run)"
+        )
+        attempts = dict.fromkeys((job.name for job in jobs), 0)
+        pending = {task.remote(job, board): job for job in jobs}
+        with progress_bar() as bar:
+            bars = {
+                job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
+            }
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
+                for name, (steps, loss) in ray.get(board.snapshot.remote()).items():
+                    fields = {} if loss is None else {"loss": loss}
+                    bar.update(bars[name], completed=steps, **fields)
+                for ref in ready:
+                    job = pending.pop(ref)
+                    result = _result(ray, ref, job)
+                    if (
+                        result.error
+                        and result.error.startswith(_DIED)
+                        and (attempts[job.name] < settings.retries)
+                    ):
+                        attempts[job.name] += 1
+                        bar.console.print(
+                            f"[yellow]{job.name}[/]: its worker died; resuming it "
+                            f"(retry {attempts[job.name]} of {settings.retries})"
+                        )
+                        pending[task.remote(replace(job, resume=True), board)] = job
+                        continue
+                    if result.error:
+                        bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
+                    else:
+                        bar.update(bars[job.name], completed=job.steps)
+                        bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+                    yield result
+    finally:
+        if started:
+            ray.shutdown()
+
+
+_DIED = "the Ray worker running it died"
+
+
+def _result(ray: Any, ref: Any, job: RunJob) -> JobResult:
+    """A task's JobResult; a task that died with its worker becomes a failed run."""
+    try:
+        return ray.get(ref)
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as error:
+        why = type(error).__name__
+    except ray.exceptions.RayTaskError as error:
+        # Not a user mistake (those come back as a JobResult): a bug, whose traceback goes
+        # into the run's job.log while the sweep's other runs go on.
+        log_failure(Path(job.run_dir), error)
+        cause = error.cause if isinstance(error.cause, BaseException) else error
+        return JobResult(
+            job.name, None, f"raised {type(cause).__name__}: {cause} (traceback in job.log)"
+        )
+    except ray.exceptions.RayError as error:
+        why = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return JobResult(
+        job.name,
+        None,
+        f"{_DIED} ({why}); `expc run ... --resume` continues it from its last checkpoint",
+    )

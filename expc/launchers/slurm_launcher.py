@@ -1,0 +1,182 @@
+"""`expc run SPEC --launcher slurm`: the runs as one SLURM job array, through submitit.
+
+Each array element calls `worker.execute(job)` on its node, so the run folder it writes is
+the one a local run writes; the folders (and the generated package) must be on a file
+system the nodes share, as they are on a cluster's home or scratch. The driver waits for
+the array, drawing each run's progress from the steps in its metrics.jsonl, and reports
+every run's result as the local runner does. `--dry-run` prints the sbatch script that
+would be submitted, options included, and submits nothing. `executor = local` (submitit's
+local executor) runs the same array as processes on this machine, which is how the tests
+exercise this path without a cluster.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from expc.launchers import LaunchSettings
+from expc.runtime.errors import RunError
+from expc.runtime.worker import JobResult, RunJob, execute, summary
+
+POLL_S = 1.0
+
+
+def _submitit() -> Any:
+    try:
+        import submitit
+    except ImportError:
+        raise RunError("--launcher slurm needs submitit: pip install 'expc[slurm]'") from None
+    return submitit
+
+
+def parameters(settings: LaunchSettings, jobs: list[RunJob], gpus: int) -> dict[str, Any]:
+    """submitit's executor parameters (its portable names, and slurm_* for sbatch)."""
+    cpus = settings.cpus or max(1, max((job.devices for job in jobs), default=1))
+    chosen: dict[str, Any] = {
+        "name": "expc",
+        "timeout_min": settings.time,
+        "cpus_per_task": cpus,
+        "gpus_per_node": gpus,
+        "tasks_per_node": 1,  # a DDP run starts its own processes (torchrun) inside the job
+        "nodes": 1,
+        "slurm_array_parallelism": settings.array_parallelism,
+    }
+    if settings.mem_gb is not None:
+        chosen["mem_gb"] = settings.mem_gb
+    for name in ("partition", "account", "qos", "constraint"):
+        value = getattr(settings, name)
+        if value is not None:
+            chosen[f"slurm_{name}"] = value
+    if settings.setup:
+        chosen["slurm_setup"] = list(settings.setup)
+    if settings.extra:
+        chosen["slurm_additional_parameters"] = dict(settings.extra)
+    return chosen
+
+
+def sbatch_script(settings: LaunchSettings, jobs: list[RunJob], folder: Path, gpus: int) -> str:
+    """The sbatch script submitit writes for this array (what --dry-run prints)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    chosen = parameters(settings, jobs, gpus)
+    # AutoExecutor's portable names -> SlurmExecutor's, as submitit converts them.
+    renamed = {
+        "job_name": chosen.pop("name"),
+        "time": chosen.pop("timeout_min"),
+        "cpus_per_task": chosen.pop("cpus_per_task"),
+        "gpus_per_node": chosen.pop("gpus_per_node"),
+        "ntasks_per_node": chosen.pop("tasks_per_node"),
+        "nodes": chosen.pop("nodes"),
+    }
+    if "mem_gb" in chosen:
+        renamed["mem"] = f"{chosen.pop('mem_gb')}GB"
+    renamed.update({key.removeprefix("slurm_"): value for key, value in chosen.items()})
+    command = " ".join(
+        [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
+    )
+    return _make_sbatch_string(command=command, folder=folder, map_count=len(jobs), **renamed)
+
+
+def _last_step(run_dir: Path) -> int:
+    """The step of metrics.jsonl's last row (0 before the first), read without parsing all."""
+    import json
+
+    try:
+        with (run_dir / "metrics.jsonl").open("rb") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):
+            continue
+    return 0
+
+
+def run(
+    jobs: list[RunJob],
+    settings: LaunchSettings,
+    console: Console,
+    experiment_dir: Path,
+    gpus: int = 0,
+) -> Iterable[JobResult]:
+    """Submit the jobs as one array and yield each result as its job ends."""
+    from expc.runtime.progress import progress_bar
+
+    submitit = _submitit()
+    folder = Path(settings.folder) if settings.folder else experiment_dir / ".submitit"
+    cluster = settings.cluster or "slurm"
+    if settings.dry_run:
+        if cluster == "slurm":
+            console.print(f"# would submit {len(jobs)} runs as one job array:")
+            console.print(sbatch_script(settings, jobs, folder, gpus), markup=False)
+        else:
+            console.print(f"# would run {len(jobs)} runs with submitit's {cluster} executor")
+        for index, job in enumerate(jobs):
+            console.print(f"#   [{index}] {job.name} -> {job.run_dir}", markup=False)
+        return
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    except (RuntimeError, ValueError) as error:
+        raise RunError(
+            f"cannot submit to {cluster}: {error}; no run was submitted "
+            "(`--dry-run` prints the sbatch script without a cluster)"
+        ) from None
+    executor.update_parameters(**parameters(settings, jobs, gpus))
+    try:
+        submitted = executor.map_array(execute, jobs)
+    except (subprocess.CalledProcessError, OSError, submitit.core.utils.FailedJobError) as error:
+        detail = getattr(error, "stderr", None) or getattr(error, "output", None) or error
+        if isinstance(detail, bytes):
+            detail = detail.decode(errors="replace")
+        raise RunError(
+            f"the job array was refused: {str(detail).strip()}; no run was submitted"
+        ) from None
+    ids = sorted({str(job.job_id).split("_")[0] for job in submitted})
+    console.print(
+        f"submitted {len(jobs)} runs to {cluster} (job {', '.join(ids)}); logs in {folder}"
+    )
+    waiting = dict(zip(submitted, jobs, strict=True))
+    with progress_bar() as bar:
+        bars = {
+            job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
+        }
+        while waiting:
+            for handle, job in list(waiting.items()):
+                bar.update(bars[job.name], completed=_last_step(Path(job.run_dir)))
+                if not handle.done():
+                    continue
+                del waiting[handle]
+                result = _result(submitit, handle, job)
+                if result.error:
+                    bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
+                else:
+                    bar.update(bars[job.name], completed=job.steps)
+                    bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+                yield result
+            if waiting:
+                time.sleep(POLL_S)
+
+
+def _result(submitit: Any, handle: Any, job: RunJob) -> JobResult:
+    """A finished job's JobResult; a job that died (timeout, preempted, killed, a node
+    lost) is a failed run whose message says where its log is."""
+    try:
+        return handle.result()
+    except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "no result"
+        return JobResult(
+            job.name,
+            None,
+            f"job {handle.job_id} ended without a result ({first}); log: {handle.paths.stderr}; "
+            "`expc run ... --resume` continues it from its last checkpoint",
+        )

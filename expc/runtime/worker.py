@@ -1,0 +1,174 @@
+"""One run as a unit of work that any process can execute: the local runner, a Ray worker
+or a SLURM job all call `execute(job)`, so a run trains the same way, and writes the same
+run folder, whichever launcher placed it.
+
+A `RunJob` is plain data (picklable, JSON-able): the generated package's folder, the run's
+config as `dataclasses.asdict` gives it, the run folder, and how to start. A worker that
+executes many jobs keeps the generated module it imported (keyed by the package folder and
+the mtime of its files), so a warm worker pays interpreter, torch and import start-up once
+per sweep, not once per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+from expc.runtime.errors import RunError
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What a worker needs to train one run of a compiled spec."""
+
+    name: str
+    package_dir: str  # the generated package (absolute)
+    run: dict[str, Any]  # dataclasses.asdict(Run)
+    run_dir: str  # absolute
+    device: str | None = None
+    resume: bool = False
+    steps: int = 0  # for progress displays
+    devices: int = 1  # DDP: processes per node (torchrun), 1: a plain run
+    threads: int = 0  # torch threads in this run; 0: leave the process's setting
+    cwd: str = field(default_factory=os.getcwd)  # relative spec paths (corpora) resolve here
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    final: dict[str, Any] | None  # the last metrics row, when the run finished
+    error: str | None = None  # one line, when it did not
+    seconds: float = 0.0
+    pid: int = 0  # the process that executed it (a warm worker runs several)
+
+
+class StepSink(Protocol):
+    """Where a run's progress goes: the generated loops call `advance`."""
+
+    def advance(self, loss: float | None = None, steps: int = 1) -> None: ...
+
+
+_MODULES: dict[tuple[str, float], ModuleType] = {}
+
+
+def _module(package_dir: str) -> ModuleType:
+    from expc.runtime.loader import load_train_module
+
+    folder = Path(package_dir)
+    stamp = max((p.stat().st_mtime for p in folder.glob("*.py")), default=0.0)
+    key = (str(folder.resolve()), stamp)
+    if key not in _MODULES:
+        _MODULES.clear()  # a recompiled package replaces the old one
+        _MODULES[key] = load_train_module(folder)
+    return _MODULES[key]
+
+
+def describe(error: BaseException, run: str) -> str:
+    """A run's failure in one line; an OS error (a full disk, a file too large, no
+    permission) names the run and the path it could not write."""
+    if isinstance(error, OSError) and not isinstance(error, RunError):
+        where = f" {error.filename}" if error.filename else ""
+        return f"run {run} could not write{where}: {error.strerror or error}"
+    return str(error)
+
+
+def log_failure(run_dir: Path, error: object) -> None:
+    """The error in the run's job.log, unless its folder is not ours to write."""
+    log = run_dir / "job.log"
+    if run_dir.is_dir() and not run_dir.is_symlink() and not log.is_symlink():
+        try:
+            log.write_text(f"error: {error}\n")
+        except OSError:
+            pass
+
+
+def execute(job: RunJob, progress: StepSink | None = None) -> JobResult:
+    """Train one run into its folder; a failure is returned, not raised, so the caller's
+    other runs go on. Only a user-visible failure (RunError, OSError) is caught: anything
+    else is a bug and propagates with its traceback."""
+    from expc.runtime import integrity
+    from expc.runtime.run_folder import claim
+
+    started = time.perf_counter()
+    run_dir = Path(job.run_dir)
+    os.chdir(job.cwd)
+    try:
+        with claim(run_dir):  # one writer per run folder, whichever machine it is on
+            if job.devices > 1:
+                final = _torchrun(job)
+            else:
+                final = _train_here(job, progress)
+    except (RunError, OSError) as error:
+        problem = describe(error, job.name)
+        log_failure(run_dir, problem)
+        return JobResult(job.name, None, problem, time.perf_counter() - started, os.getpid())
+    integrity.record(run_dir)  # what "finished" is checked against
+    return JobResult(job.name, final, None, time.perf_counter() - started, os.getpid())
+
+
+def _train_here(job: RunJob, progress: StepSink | None) -> dict[str, Any]:
+    from expc.runtime.loader import run_from_dict
+
+    if job.threads > 0:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    module = _module(job.package_dir)
+    config = run_from_dict(module, job.run)
+    return module.train(config, Path(job.run_dir), progress, device=job.device, resume=job.resume)
+
+
+def torchrun_command(
+    package_dir: str, launch_file: Path, devices: int, nodes: tuple[int, int, str, int] | None
+) -> list[str]:
+    """torchrun over expc.runtime.entry: standalone on one node, or one node of several."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={devices}"]
+    if nodes is None:
+        command.append("--standalone")
+    else:
+        count, rank, address, port = nodes
+        command += [f"--nnodes={count}", f"--node-rank={rank}"]
+        command += [f"--master-addr={address}", f"--master-port={port}"]
+    return command + [
+        "-m",
+        "expc.runtime.entry",
+        str(Path(package_dir).resolve()),
+        str(launch_file),
+    ]
+
+
+def _torchrun(job: RunJob) -> dict[str, Any]:
+    """A DDP run from inside a worker that reserved its devices: torchrun, one node."""
+    from expc.runtime.metrics import read_metrics
+
+    run_dir = Path(job.run_dir)
+    launch_file = run_dir / "launch.json"
+    launch = {"run": job.run, "out_dir": job.run_dir, "device": job.device, "resume": job.resume}
+    launch_file.write_text(json.dumps(launch, indent=2) + "\n")
+    threads = job.threads or max(1, (os.cpu_count() or 1) // job.devices)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = torchrun_command(job.package_dir, launch_file, job.devices, None)
+    with (run_dir / "job.log").open("w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        raise RunError(f"torchrun exited with {code} (log: {run_dir / 'job.log'})")
+    rows = read_metrics(run_dir)
+    return rows[-1] if rows else {}
+
+
+def summary(row: dict[str, Any] | None) -> str:
+    """A finished run's last metrics in one line."""
+    if not row:
+        return "done"
+    return ", ".join(
+        f"{k}={v:.4g}"
+        for k, v in row.items()
+        if k not in ("tokens", "lr") and isinstance(v, int | float) and not isinstance(v, bool)
+    )

@@ -1,0 +1,226 @@
+"""Runs placed by a launcher: Ray tasks (a local Ray the command starts and stops), and a
+SLURM job array through submitit (its local executor, and a fake sbatch that refuses).
+Each launcher must leave exactly the run folders the local runner writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from expc.runtime import read_metrics
+
+pytest.importorskip("ray")
+pytest.importorskip("submitit")
+
+# Eight quick runs; `target.threads` pinned, so every launcher gives each run one thread
+# (reductions over a batch are bit-identical only at the same thread count).
+SWEEP = """\
+experiment launch_demo {}
+objective next_token {}
+data text { context = 16 }
+model transformer { layers = 1 width = 16 heads = 2 }
+train { steps = 12 batch_size = 4 eval_every = 4 eval_batches = 1 }
+target { threads = 1 }
+sweep grid { model.layers = [1, 2] train.lr = [1e-3, 3e-3] data.context = [8, 16] }
+"""
+BROKEN = "layers_2-lr_0.003-context_8"  # a planted symlink makes this run fail in its worker
+
+
+def expc(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "expc", "run", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in read_metrics(run_dir)]
+
+
+def plant_failure(experiment: Path) -> None:
+    """A run whose metrics.jsonl is a symlink: its worker refuses to write through it."""
+    run_dir = experiment / BROKEN
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").symlink_to(experiment.parent / "elsewhere.jsonl")
+
+
+@pytest.fixture()
+def sweep(tmp_path: Path) -> Path:
+    spec = tmp_path / "sweep.exp"
+    spec.write_text(SWEEP)
+    return spec
+
+
+def test_ray_sweep_equals_the_local_sweep_and_a_failure_stops_only_its_run(
+    tmp_path: Path, sweep: Path
+) -> None:
+    results = {}
+    for launcher in ("local", "ray"):
+        out = tmp_path / launcher
+        plant_failure(out / "launch_demo")
+        done = expc(sweep, "--out", out, "--launcher", launcher)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1, output
+        assert "Traceback" not in output
+        assert f"1 of 8 runs failed: {BROKEN} (" in output
+        assert "is a symlink; refusing to write through it" in output
+        assert "the others finished and are in the report" in output
+        results[launcher] = out / "launch_demo"
+    if_ray = results["ray"]
+    names = sorted(p.name for p in results["local"].iterdir() if (p / "summary.json").exists())
+    assert len(names) == 7 and BROKEN not in names
+    for name in names:
+        assert rows(if_ray / name) == rows(results["local"] / name), name
+        assert json.loads((if_ray / name / "config.json").read_text()) == json.loads(
+            (results["local"] / name / "config.json").read_text()
+        )
+    assert f"| {BROKEN} |" not in (if_ray / "report.md").read_text()
+    # Finished runs are skipped on Ray as locally; only the broken one is tried again.
+    (if_ray / BROKEN / "metrics.jsonl").unlink()
+    again = expc(sweep, "--out", tmp_path / "ray", "--launcher", "ray")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("finished earlier") == 7
+    assert "running 1 run on Ray" in again.stdout
+    assert len(read_metrics(if_ray / BROKEN)) == 3
+
+
+def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_path: Path) -> None:
+    spec = tmp_path / "long.exp"
+    spec.write_text(
+        SWEEP.replace("steps = 12", "steps = 400")
+        .replace("eval_every = 4", "eval_every = 20")
+        .replace(
+            "sweep grid { model.layers = [1, 2] train.lr = [1e-3, 3e-3] data.context = [8, 16] }",
+            "sweep grid { train.lr = [1e-3, 3e-3] }",
+        )  # fmt: skip
+    )
+    out = tmp_path / "ray"
+    victim = out / "launch_demo" / "lr_0.001"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out), "--launcher", "ray"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (victim / "checkpoint.pt").exists() and len(read_metrics(victim)) >= 3:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep ended before its worker could be killed"
+    worker = int((victim / ".lock").read_text().split()[0])  # the process writing the run
+    assert worker != process.pid
+    os.kill(worker, signal.SIGKILL)
+    output, _ = process.communicate(timeout=240)
+    assert process.returncode == 1, output
+    assert "Traceback" not in output
+    assert "lr_0.001: failed" in output and "the Ray worker running it died" in output
+    assert "--resume` continues it from its last checkpoint" in output
+    assert (out / "launch_demo" / "lr_0.003" / "summary.json").exists()  # the other went on
+    assert not (victim / "summary.json").exists()
+
+    resumed = expc(spec, "--out", out, "--launcher", "ray", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "lr_0.003: finished earlier" in resumed.stdout
+    local = tmp_path / "local"
+    uninterrupted = expc(spec, "--out", local, "--variant", "lr_0.001")
+    assert uninterrupted.returncode == 0, uninterrupted.stdout
+    assert rows(victim) == rows(local / "launch_demo" / "lr_0.001")
+
+
+def test_submitit_local_executor_runs_the_array_as_the_local_runner_would(
+    tmp_path: Path, sweep: Path
+) -> None:
+    spec = tmp_path / "two.exp"
+    spec.write_text(
+        SWEEP.replace(
+            "sweep grid { model.layers = [1, 2] train.lr = [1e-3, 3e-3] data.context = [8, 16] }",
+            "sweep depth { model.layers = [1, 2] }",
+        )
+    )
+    slurm = expc(spec, "--out", tmp_path / "slurm", "--launcher", "slurm", "--executor", "local")
+    assert slurm.returncode == 0, slurm.stdout + slurm.stderr
+    assert "submitted 2 runs to local" in slurm.stdout
+    local = expc(spec, "--out", tmp_path / "local")
+    assert local.returncode == 0, local.stdout
+    for name in ("layers_1", "layers_2"):
+        ours = tmp_path / "slurm" / "launch_demo" / name
+        assert (ours / "summary.json").exists()
+        assert rows(ours) == rows(tmp_path / "local" / "launch_demo" / name)
+    assert (tmp_path / "slurm" / "launch_demo" / "report.md").exists()
+    assert list((tmp_path / "slurm" / "launch_demo" / ".submitit").glob("*_result.pkl"))
+
+
+def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path: Path, sweep: Path) -> None:
+    spec = tmp_path / "cluster.exp"
+    spec.write_text(
+        SWEEP
+        + 'launch slurm { partition = "gpu" time = 90 cpus = 4 mem_gb = 16 '
+        + 'setup = ["module load cuda/12.4"] }\n'
+    )
+    out = tmp_path / "runs"
+    dry = expc(spec, "--out", out, "--dry-run", "--qos", "high", "--gpus", "1")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    for line in (
+        "would submit 8 runs as one job array",
+        "#SBATCH --array=0-7%8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --qos=high",
+        "module load cuda/12.4",
+        "submitit.core._submit",
+    ):
+        assert line in dry.stdout, line
+    assert not [p for p in (out / "launch_demo").iterdir() if (p / "config.json").exists()]
+    # Without a cluster, submitting says so instead of failing somewhere in submitit.
+    real = expc(spec, "--out", out, env={"PATH": "/usr/bin:/bin"})
+    assert real.returncode == 1
+    assert "cannot submit to slurm" in real.stdout + real.stderr
+    assert "--dry-run" in real.stdout + real.stderr
+
+
+def test_a_refused_submission_is_a_clear_error(tmp_path: Path, sweep: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n"
+    )
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    path = f"{fake}:{os.environ['PATH']}"
+    done = expc(sweep, "--out", tmp_path / "runs", "--launcher", "slurm", "--partition", "nope",
+                env={"PATH": path})  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "Traceback" not in output
+    assert "the job array was refused: sbatch: error: invalid partition specified: nope" in output
+    assert "no run was submitted" in output
+
+
+def test_an_unreachable_ray_address_is_a_clear_error(tmp_path: Path, sweep: Path) -> None:
+    started = time.monotonic()
+    done = expc(sweep, "--out", tmp_path / "runs", "--launcher", "ray", "--address", "127.0.0.1:9")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert "could not reach a Ray cluster at 127.0.0.1:9" in output
+    assert "no run was started" in output and "Traceback" not in output
+    assert time.monotonic() - started < 60
+    bad = expc(sweep, "--out", tmp_path / "runs", "--launcher", "ray", "--address", "nohost")
+    assert "is not HOST:PORT" in bad.stdout + bad.stderr

@@ -96,25 +96,25 @@ def test_ray_sweep_equals_the_local_sweep_and_a_failure_stops_only_its_run(
     assert len(read_metrics(if_ray / BROKEN)) == 3
 
 
-def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_path: Path) -> None:
-    spec = tmp_path / "long.exp"
-    spec.write_text(
-        SWEEP.replace("steps = 12", "steps = 400")
-        .replace("eval_every = 4", "eval_every = 20")
-        .replace(
-            "sweep grid { model.layers = [1, 2] train.lr = [1e-3, 3e-3] data.context = [8, 16] }",
-            "sweep grid { train.lr = [1e-3, 3e-3] }",
-        )  # fmt: skip
-    )
-    out = tmp_path / "ray"
+LONG = SWEEP.replace("steps = 12", "steps = 400").replace("eval_every = 4", "eval_every = 20")
+LONG = LONG.replace(
+    "sweep grid { model.layers = [1, 2] train.lr = [1e-3, 3e-3] data.context = [8, 16] }",
+    "sweep grid { train.lr = [1e-3, 3e-3] }",
+)
+
+
+def kill_a_worker(spec: Path, out: Path, *flags: str) -> tuple[int, str]:
+    """Run the sweep on Ray and SIGKILL the worker training `lr_0.001` once it has a
+    checkpoint; the command's exit code and output."""
     victim = out / "launch_demo" / "lr_0.001"
     process = subprocess.Popen(
-        [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out), "--launcher", "ray"],
+        [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out), "--launcher", "ray",
+         *flags],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
+    )  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
         if (victim / "checkpoint.pt").exists() and len(read_metrics(victim)) >= 3:
@@ -125,7 +125,23 @@ def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_pa
     assert worker != process.pid
     os.kill(worker, signal.SIGKILL)
     output, _ = process.communicate(timeout=240)
-    assert process.returncode == 1, output
+    return process.returncode, output
+
+
+def uninterrupted(spec: Path, tmp_path: Path) -> list[dict]:
+    local = tmp_path / "local"
+    done = expc(spec, "--out", local, "--variant", "lr_0.001")
+    assert done.returncode == 0, done.stdout
+    return rows(local / "launch_demo" / "lr_0.001")
+
+
+def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_path: Path) -> None:
+    spec = tmp_path / "long.exp"
+    spec.write_text(LONG)
+    out = tmp_path / "ray"
+    victim = out / "launch_demo" / "lr_0.001"
+    code, output = kill_a_worker(spec, out)
+    assert code == 1, output
     assert "Traceback" not in output
     assert "lr_0.001: failed" in output and "the Ray worker running it died" in output
     assert "--resume` continues it from its last checkpoint" in output
@@ -135,10 +151,17 @@ def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_pa
     resumed = expc(spec, "--out", out, "--launcher", "ray", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "lr_0.003: finished earlier" in resumed.stdout
-    local = tmp_path / "local"
-    uninterrupted = expc(spec, "--out", local, "--variant", "lr_0.001")
-    assert uninterrupted.returncode == 0, uninterrupted.stdout
-    assert rows(victim) == rows(local / "launch_demo" / "lr_0.001")
+    assert rows(victim) == uninterrupted(spec, tmp_path)
+
+
+def test_retries_resume_a_run_whose_worker_died(tmp_path: Path) -> None:
+    spec = tmp_path / "long.exp"
+    spec.write_text(LONG)
+    out = tmp_path / "ray"
+    code, output = kill_a_worker(spec, out, "--retries", "1")
+    assert code == 0, output
+    assert "lr_0.001: its worker died; resuming it (retry 1 of 1)" in output
+    assert rows(out / "launch_demo" / "lr_0.001") == uninterrupted(spec, tmp_path)
 
 
 def test_submitit_local_executor_runs_the_array_as_the_local_runner_would(

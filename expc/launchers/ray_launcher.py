@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -33,7 +34,13 @@ from expc.runtime.worker import JobResult, RunJob, execute, log_failure, summary
 REPORT_EVERY_S = 0.5
 
 
-def _ray() -> Any:
+def _ray(local: bool = False) -> Any:
+    """Ray, imported; for a local Ray (no address) set up first to stay on this machine:
+    its node on the loopback address (Ray's own setting for single-machine use, read at
+    import), and token authentication on, as Ray's default is, without its notice."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
     except ImportError:
@@ -137,7 +144,7 @@ def run(
     """Run the jobs as Ray tasks; yields each result as it arrives."""
     from expc.runtime.progress import progress_bar
 
-    ray = _ray()
+    ray = _ray(local=settings.address is None)
     started = connect(settings, console)
     try:
         board = ray.remote(num_cpus=0)(_Board).remote()

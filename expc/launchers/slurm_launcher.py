@@ -110,8 +110,6 @@ def run(
     gpus: int = 0,
 ) -> Iterable[JobResult]:
     """Submit the jobs as one array and yield each result as its job ends."""
-    from expc.runtime.progress import progress_bar
-
     submitit = _submitit()
     folder = Path(settings.folder) if settings.folder else experiment_dir / ".submitit"
     cluster = settings.cluster or "slurm"
@@ -146,6 +144,22 @@ def run(
         f"submitted {len(jobs)} runs to {cluster} (job {', '.join(ids)}); logs in {folder}"
     )
     waiting = dict(zip(submitted, jobs, strict=True))
+    try:
+        yield from _wait(submitit, waiting, jobs)
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]stopped waiting[/]: the job array keeps running on {cluster} "
+            f"(job {', '.join(ids)}; `scancel` stops it); `expc run` again later skips "
+            "the runs that finished and `--resume` continues the others"
+        )
+        raise
+
+
+def _wait(submitit: Any, waiting: dict[Any, RunJob], jobs: list[RunJob]) -> Iterable[JobResult]:
+    """Each job's result as it ends, with a progress bar per run drawn from the steps in
+    its metrics.jsonl (the run folders are on a file system the driver sees)."""
+    from expc.runtime.progress import progress_bar
+
     with progress_bar() as bar:
         bars = {
             job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs

@@ -172,4 +172,3 @@ def summary(row: dict[str, Any] | None) -> str:
         for k, v in row.items()
         if k not in ("tokens", "lr") and isinstance(v, int | float) and not isinstance(v, bool)
     )
-

@@ -77,6 +77,10 @@ class World:
         dist.barrier()
 
     def close(self) -> None:
+        # Every rank at the end first: a rank tearing gloo down while another still sends
+        # (rank 0 writing the last checkpoint) can abort ("terminate called without an
+        # active exception"), failing a run that trained to its end.
+        dist.barrier()
         dist.destroy_process_group()
 
 

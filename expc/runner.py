@@ -245,7 +245,7 @@ def _execute(
             "placed by it (set CPUs per run with --cpus)"
         )
     ddp = target.devices if target.strategy == "ddp" else 1
-    tracker = _tracker(session, compiled.spec, sources)
+    tracker = _tracker(session, compiled.spec)
     with _live_tracking(session, tracker, experiment_dir, failed):
         if launch.launcher != "local" and pending:
             jobs = [
@@ -266,7 +266,7 @@ def _execute(
         elif target.strategy == "ddp":
             for name in pending:
                 config = config_of(name)
-                launch = {
+                launch_info = {
                     "run": dataclasses.asdict(config),
                     "out_dir": str(experiment_dir / name),
                     "device": session.device,
@@ -275,7 +275,9 @@ def _execute(
                 run_dir = experiment_dir / name
                 try:
                     with claim(run_dir):
-                        ok = _torchrun(package_dir, run_dir, launch, config, session.nodes, console)
+                        ok = _torchrun(
+                            package_dir, run_dir, launch_info, config, session.nodes, console
+                        )
                 except RunError as error:
                     console.print(f"[bold red]{name}: failed[/]: {error}")
                     failed[name] = str(error)
@@ -337,7 +339,7 @@ def _execute(
     return report_path
 
 
-def _tracker(session: Session, spec: ir.Spec, sources: dict[str, SourceFile]):  # noqa: ANN202
+def _tracker(session: Session, spec: ir.Spec):  # noqa: ANN202
     """The tracker of `--track` (or the spec's `tracking` block), opened once per URI; None
     when nothing is tracked. A malformed URI stops the command before any run trains."""
     uri = session.track or (spec.tracking.uri if spec.tracking is not None else None)

@@ -558,6 +558,11 @@ def run(
         help="Print what would be launched (sbatch script included); run nothing.",
         rich_help_panel="Launch",
     ),
+    seeds: str = typer.Option(
+        None,
+        "--seeds",
+        help="Train every run once per seed: a count (3: seed, seed+1, seed+2) or a list (0,1,2).",
+    ),
     track: str = typer.Option(
         None,
         "--track",
@@ -609,6 +614,7 @@ def run(
             nodes=(nnodes, node_rank, master_addr, master_port) if nnodes > 1 else None,
             launch={key: value for key, value in launch.items() if value is not None},
             track=track,
+            seeds=_seeds_value(seeds),
         )
     except CompileError as error:
         _report(error, getattr(error, "sources", {}))
@@ -617,6 +623,14 @@ def run(
         raise _fail(str(error)) from None
     if report_path is not None:
         out.print(f"report: [bold]{report_path}[/]")
+
+
+def _seeds_value(text: str | None) -> str | None:
+    """`--seeds 3` or `--seeds 0,1,2` as the value of `experiment.seeds` (checked there)."""
+    if text is None:
+        return None
+    text = text.strip().strip("[]")
+    return f"[{text}]" if "," in text else text
 
 
 @app.command("report")

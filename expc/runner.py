@@ -86,6 +86,7 @@ class Session:
     trackers: dict[str, Any] = field(default_factory=dict)
     tracking_problems: set[str] = field(default_factory=set)
     sync_every_s: float = 10.0
+    seeds: str | None = None  # --seeds: "3" or "[0, 1, 2]", for the spec run (not upstream)
     # Upstream runs built (or found up to date) in this command: (spec path, profile, run)
     # -> the record config.json keeps, or the reason it is not available.
     built: dict[tuple[str, str | None, str], dict[str, str] | str] = field(default_factory=dict)
@@ -111,6 +112,7 @@ def execute(
     nodes: tuple[int, int, str, int] | None = None,
     launch: dict[str, Any] | None = None,
     track: str | None = None,
+    seeds: str | None = None,
 ) -> Path | None:
     """Run the selected runs of a spec, after the runs of other experiments they read;
     return the path of the report. `launch` holds the command line's launcher settings
@@ -118,6 +120,7 @@ def execute(
     session = Session(out_dir, generated, console, device, resume, force, jobs, nodes)
     session.launch_flags = dict(launch or {})
     session.track = track
+    session.seeds = seeds
     return _execute(session, spec_path, variants, profile, sets, report=report)
 
 
@@ -147,6 +150,13 @@ def _execute(
         package_dir = generated / experiment
 
         overrides, set_sources = parse_overrides(sets)
+        if session.seeds is not None and upstream_of is None:
+            # --seeds: more runs of this experiment in its own folder (each run's folder
+            # names its seed), so unlike --set it does not choose another folder.
+            seeded, seed_sources = parse_overrides(
+                [f"experiment.seeds={session.seeds}"], flag="--seeds"
+            )
+            overrides, set_sources = (*overrides, *seeded), [*set_sources, *seed_sources]
         sources.update({s.name: s for s in set_sources})
         resolved = _resolve_blamed(source, compiled, profile, overrides)
         names = _select([r.name for r in resolved.runs], variants)
@@ -288,6 +298,8 @@ def _execute(
                     integrity.record(run_dir)
         elif session.jobs > 1 and len(pending) > 1:
             flags = _child_flags(profile, sets, session.device, session.resume, generated)
+            if session.seeds is not None and upstream_of is None:
+                flags += ["--seeds", session.seeds]
             for name in _run_jobs(
                 spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
             ):

@@ -16,7 +16,15 @@ from __future__ import annotations
 import keyword
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from expc.compiler.source import Span
@@ -127,12 +135,46 @@ INTERNAL_FIELDS = frozenset({"span", "field_spans"})
 # --- experiment --------------------------------------------------------------------------
 
 
+def _seeds(value: Any) -> int | tuple[int, ...]:
+    """A count of seeds (1 to 1000) or a list of distinct seeds, one message either way."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 1000:
+            raise ValueError(f"a count of seeds is from 1 to 1000, got {value}")
+        return value
+    if isinstance(value, tuple) and 1 <= len(value) <= 1000:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError("seeds are whole numbers")
+        if any(not 0 <= v <= 2**63 - 1 for v in value):
+            raise ValueError(f"a seed is from 0 to {2**63 - 1}")
+        if len(set(value)) != len(value):
+            raise ValueError("seeds are listed twice; each seed is one run")
+        return value
+    raise ValueError("`seeds` is a count (3) or a list of seeds ([0, 1, 2]), 1 to 1000 of them")
+
+
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
 class Experiment(Node):
-    """`experiment NAME { ... }`: identity and seed."""
+    """`experiment NAME { ... }`: identity and seed; `seeds` trains every run once per
+    seed (`seeds = 3`: seed, seed + 1, seed + 2; or a list of seeds)."""
 
     name: ExperimentName
     description: str = ""
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    seed: Seed = 0
+    seeds: Annotated[int | tuple[int, ...], PlainValidator(_seeds)] = 1
+
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> Experiment:
+        if isinstance(self.seeds, int) and self.seed + self.seeds - 1 > 2**63 - 1:
+            raise ValueError(f"seed + seeds - 1 must be at most {2**63 - 1}")
+        return self
+
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds each run trains with; (seed,) when the spec asks for one."""
+        if isinstance(self.seeds, tuple):
+            return self.seeds
+        return tuple(range(self.seed, self.seed + self.seeds))
 
 
 class Config(Node):

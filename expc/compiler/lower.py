@@ -848,15 +848,30 @@ def lower(
             if name in seen_names:
                 lowering.error(f"two runs are both named `{name}`", base.span)
             seen_names.add(name)
-            if config is not None:
+            if config is None:
+                continue
+            own = tuple(_ir_override(o) for o in [*variant_overrides, *point])
+            seeds = config.experiment.seed_list()  # type: ignore[attr-defined]
+            if len(seeds) == 1 and config.experiment.seeds == 1:  # type: ignore[attr-defined]
+                runs.append(ir.Run(name=name, overrides=own, config=config, upstream=upstream))
+                continue
+            # One run per seed, named by it; nothing else differs between them.
+            for seed in seeds:
+                experiment = config.experiment.model_copy(update={"seed": seed})  # type: ignore[attr-defined]
                 runs.append(
                     ir.Run(
-                        name=name,
-                        overrides=tuple(_ir_override(o) for o in [*variant_overrides, *point]),
-                        config=config,
+                        name=f"{name}-seed_{seed}" if name != "main" else f"seed_{seed}",
+                        overrides=(*own, ir.Override(path=("experiment", "seed"), value=seed)),
+                        config=config.model_copy(update={"experiment": experiment}),
                         upstream=upstream,
                     )
                 )
+    if len(runs) > MAX_RUNS:
+        lowering.error(
+            f"the spec expands to {len(runs)} runs with its seeds; the limit is {MAX_RUNS}",
+            base.span,
+            "fewer seeds, or shorten the sweep lists",
+        )
     # Profiles the run did not select must still be valid.
     for profile_overrides in profiles.values():
         lowering.validate(lowering.apply(base, profile_overrides))

@@ -87,12 +87,16 @@ def compile_path(path: Path) -> Compiled:
     return compile_source(SourceFile.read(path))
 
 
-def parse_overrides(assignments: list[str]) -> tuple[tuple[OverrideSyntax, ...], list[SourceFile]]:
-    """`--set path=value` strings -> overrides, each with a pseudo-source for error frames."""
+def parse_overrides(
+    assignments: list[str], flag: str = "--set"
+) -> tuple[tuple[OverrideSyntax, ...], list[SourceFile]]:
+    """`--set path=value` strings -> overrides, each with a pseudo-source for error frames
+    (named after the flag that gave it: `--set#2`, `--seeds`)."""
     found, sources = [], []
     for index, text in enumerate(assignments):
         path, sep, value = text.partition("=")
-        source = SourceFile(f"--set#{index + 1}", f"{path.strip()} = {value.strip()}")
+        name = f"{flag}#{index + 1}" if flag == "--set" else flag
+        source = SourceFile(name, f"{path.strip()} = {value.strip()}")
         sources.append(source)
         if not sep or not path.strip():
             raise CompileError([Diagnostic(f"`--set {text}` is not of the form path=value", None)])

@@ -18,7 +18,8 @@ from expc.compiler import components, ir
 from expc.compiler.diagnostics import CompileError, Diagnostic
 
 # Leaves that never become config fields: identity (in docstrings) and block labels.
-_NOT_CONFIG = {("experiment", "name"), ("experiment", "description")}
+# `experiment.seeds` makes runs (one per seed), each with its own `seed`.
+_NOT_CONFIG = {("experiment", "name"), ("experiment", "description"), ("experiment", "seeds")}
 # Dataclass per spec section; `experiment.seed` lives on the Run itself.
 SECTION_CLASSES = {
     "model": "ModelConfig",

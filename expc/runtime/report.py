@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from expc.runtime.intervals import estimate, paired, verdict
 from expc.runtime.metrics import read_metrics
 
 MAX_NAME = 64  # characters of a metric name in the report (longer: cut, with a hash)
@@ -26,6 +27,7 @@ MAX_CELL = 200  # characters of a table cell (a longer string value is elided)
 MAX_COLUMNS = 64  # metrics in the table
 MAX_PLOTS = 64  # metrics plotted
 MAX_NOTES = 20  # lines of the "skipped" note in report.md
+MAX_PAIRS = 60  # lines of paired differences in report.md
 
 
 class ReportWarning(UserWarning):
@@ -232,14 +234,49 @@ def _label(text: str) -> str:
     return _plain(text, MAX_NAME).replace("$", r"\$")
 
 
+def _draw(ax: Any, members: list[list[dict[str, Any]]], key: str, label: str) -> None:
+    """One run as a line; several seeds of one run as their mean, with a band of ± one
+    standard deviation, at the steps every seed logged."""
+    curves = [
+        {r["step"]: float(r[key]) for r in rows if isinstance(r.get(key), int | float)}
+        for rows in members
+    ]
+    curves = [c for c in curves if c]
+    if not curves:
+        return
+    if len(curves) == 1:
+        steps = sorted(curves[0])
+        ax.plot(steps, [curves[0][t] for t in steps], marker="o", markersize=3, label=label)
+        return
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    if not steps:
+        return
+    means = [statistics.fmean(c[t] for c in curves) for t in steps]
+    spreads = [statistics.stdev(c[t] for c in curves) for t in steps]
+    (line,) = ax.plot(
+        steps, means, marker="o", markersize=3, label=f"{label} ({len(curves)} seeds)"
+    )
+    ax.fill_between(
+        steps,
+        [m - d for m, d in zip(means, spreads, strict=True)],
+        [m + d for m, d in zip(means, spreads, strict=True)],
+        color=line.get_color(),
+        alpha=0.2,
+        linewidth=0,
+    )
+
+
 def plot_curves(
     experiment_dir: Path,
     runs: dict[str, list[dict[str, Any]]],
     skipped: _Skipped | None = None,
+    bands: dict[str, list[str]] | None = None,
 ) -> list[Path]:
-    """One PNG per metric, every run a line against training step. The rows are those of
-    `load_runs`: each with a numeric step. PNG names come from `file_stem`; a plot that
-    would land outside the experiment folder (a symlink) or cannot be drawn is skipped."""
+    """One PNG per metric, every run a line against training step (with `bands`, groups of
+    runs that differ only in their seed: the mean with a band of ± one standard deviation).
+    The rows are those of `load_runs`: each with a numeric step. PNG names come from
+    `file_stem`; a plot that would land outside the experiment folder (a symlink) or cannot
+    be drawn is skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,16 +306,8 @@ def plot_curves(
                 warnings.filterwarnings(
                     "ignore", message="Glyph .* missing from", category=UserWarning
                 )
-                for run, rows in runs.items():
-                    points = [
-                        (r["step"], r[key])
-                        for r in rows
-                        if isinstance(r.get(key), int | float)  # a number or a bool
-                    ]
-                    if points:
-                        ax.plot(
-                            *zip(*points, strict=True), marker="o", markersize=3, label=_label(run)
-                        )
+                for label, members in (bands or {run: [run] for run in runs}).items():
+                    _draw(ax, [runs[m] for m in members if m in runs], key, _label(label))
                 ax.set_xlabel("step")
                 ax.set_ylabel(_label(metric_name(key)))
                 ax.set_title(_label(f"{experiment_dir.name}: {metric_name(key)}"))
@@ -349,31 +378,97 @@ def _seed_groups(experiment_dir: Path, names: list[str]) -> dict[str, list[str]]
 
 
 def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str]) -> list[str]:
-    """Mean ± sample standard deviation over seeds, when some runs differ only by seed."""
+    """Mean ± sample standard deviation over seeds and the 95% interval of the mean, when
+    some runs differ only by seed; then the paired differences of groups trained on the
+    same seeds (see `_paired_lines`)."""
     groups = _seed_groups(experiment_dir, list(finals))
     if not any(len(members) > 1 for members in groups.values()):
         return []
     columns = [c for c in columns if c not in ("step", "elapsed_s")]
-    lines = ["Mean ± standard deviation over seeds:", ""]
+    lines = ["Mean ± standard deviation over seeds [95% confidence interval of the mean]:", ""]
     lines.append("| runs | seeds | " + " | ".join(_md(metric_name(c)) for c in columns) + " |")
     lines.append("|---|---|" + "---|" * len(columns))
     for label, members in groups.items():
         cells = []
         for column in columns:
-            values = [
-                finals[m][column] for m in members if isinstance(finals[m].get(column), float)
-            ]
-            if not values:
+            values = [finals[m][column] for m in members if _is_value(finals[m].get(column))]
+            found = estimate([float(v) for v in values])
+            if found.n == 0:
                 cells.append("n/a")
-            elif len(values) == 1:
+            elif found.n == 1:
                 cells.append(_format(values[0]))
+            elif not math.isfinite(found.std):
+                cells.append("n/a")
             else:
-                mean, spread = statistics.mean(values), statistics.stdev(values)
                 cells.append(
-                    f"{_fixed(mean)} ± {_fixed(spread)}" if math.isfinite(spread) else "n/a"
+                    f"{_fixed(found.mean)} ± {_fixed(found.std)} "
+                    f"[{_fixed(found.low)}, {_fixed(found.high)}]"
                 )
         lines.append(f"| {_md(label)} | {len(members)} | " + " | ".join(map(_md, cells)) + " |")
-    return [*lines, ""]
+    return [*lines, "", *_paired_lines(experiment_dir, finals, columns, groups)]
+
+
+def _is_value(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seeds_of(experiment_dir: Path, members: list[str]) -> dict[str, int]:
+    """run -> its seed (config.json), for runs whose seed can be read."""
+    found = {}
+    for name in members:
+        try:
+            seed = json.loads((experiment_dir / name / "config.json").read_text()).get("seed")
+        except (OSError, ValueError, RecursionError, AttributeError):
+            continue
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            found[name] = seed
+    return found
+
+
+def _paired_lines(
+    experiment_dir: Path,
+    finals: dict[str, dict],
+    columns: list[str],
+    groups: dict[str, list[str]],
+) -> list[str]:
+    """For two groups whose names differ in one part (two variants at one sweep point, or
+    two points of one axis), each metric's difference seed by seed, with its interval and a
+    verdict. Only groups with at least two seeds in common are compared."""
+    seeded = {label: _seeds_of(experiment_dir, members) for label, members in groups.items()}
+    labels = [label for label in groups if len(seeded[label]) > 1]
+    lines: list[str] = []
+    for index, first in enumerate(labels):
+        for second in labels[index + 1 :]:
+            a, b = first.split("-"), second.split("-")
+            if len(a) != len(b) or sum(x != y for x, y in zip(a, b, strict=True)) != 1:
+                continue
+            for column in columns:
+                values = [
+                    {
+                        seed: float(finals[run][column])
+                        for run, seed in seeded[label].items()
+                        if _is_value(finals[run].get(column))
+                    }
+                    for label in (first, second)
+                ]
+                difference = paired(values[0], values[1])
+                if difference.n > 1:
+                    lines.append(
+                        f"- {_md(verdict(first, second, metric_name(column), difference), 300)}"
+                    )
+            if len(lines) >= MAX_PAIRS:
+                break
+        if len(lines) >= MAX_PAIRS:
+            lines = lines[:MAX_PAIRS] + ["- and more pairs, not listed"]
+            break
+    if not lines:
+        return []
+    return [
+        "Paired differences over the seeds both runs have (second minus first, 95% interval):",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def write_report(experiment_dir: Path) -> Path:
@@ -413,7 +508,9 @@ def write_report(experiment_dir: Path) -> Path:
     lines.append("")
     note_at = len(lines)
     lines += _seed_table(experiment_dir, finals, columns)
-    for path in plot_curves(experiment_dir, runs, skipped):
+    groups = _seed_groups(experiment_dir, list(runs))
+    seeded = groups if any(len(members) > 1 for members in groups.values()) else None
+    for path in plot_curves(experiment_dir, runs, skipped, seeded):
         lines += [f"![{path.stem}]({path.name})", ""]
     for name in finals:
         if (experiment_dir / name / "attention_maps.png").exists():

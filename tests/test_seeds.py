@@ -1,0 +1,157 @@
+"""Seeds as an axis of the language (`experiment { seeds = 3 }`, `--seeds`), and the error
+bars every report gives them: means with t intervals, paired differences with verdicts,
+curves as a mean with a band."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL, compile_text, error_text, run_cli
+
+from expc.compiler.pipeline import resolve
+from expc.compiler.source import SourceFile
+from expc.runtime import read_metrics
+from expc.runtime.intervals import estimate, paired, t975, verdict
+from expc.runtime.report import write_report
+
+SEEDED = MINIMAL.replace("experiment tiny {}", "experiment seeded { seeds = 3 }")
+
+
+def runs_of(text: str) -> dict[str, int]:
+    spec, _ = resolve(SourceFile("seeded.exp", text))
+    return {run.name: run.config.experiment.seed for run in spec.runs}
+
+
+def test_t_quantiles_are_students():
+    # Tables of Student's t (two-sided 95%); beyond 30 the approximation is within 1e-3.
+    for df, expected in {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 29: 2.045}.items():
+        assert t975(df) == expected
+    assert abs(t975(40) - 2.021) < 1e-3 and abs(t975(120) - 1.980) < 1e-3
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_an_estimate_is_mean_std_and_t_interval():
+    found = estimate([1.0, 2.0, 4.0])
+    assert found.mean == pytest.approx(7 / 3)
+    assert found.std == pytest.approx(statistics.stdev([1.0, 2.0, 4.0]))
+    assert found.half_width == pytest.approx(4.303 * found.std / math.sqrt(3))
+    single = estimate([5.0])
+    assert single.n == 1 and math.isnan(single.half_width) and not single.excludes_zero()
+    assert estimate([math.nan, 1.0, 3.0]).n == 2  # non-finite values are not seeds
+
+
+def test_paired_differences_and_their_verdicts():
+    vanilla = {0: 3.50, 1: 3.61, 2: 3.42}
+    gated = {0: 3.46, 1: 3.57, 2: 3.39, 7: 1.0}  # seed 7 has no partner: left out
+    difference = paired(vanilla, gated)
+    assert difference.n == 3
+    assert difference.mean == pytest.approx(statistics.fmean([-0.04, -0.04, -0.03]))
+    text = verdict("vanilla", "gated", "val_loss", difference)
+    assert text.startswith("gated lower than vanilla in val_loss by 0.03667 ± ")
+    noisy = paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 1.5, 1: 1.5, 2: 3.2})
+    assert "within noise" in verdict("a", "b", "loss", noisy)
+    assert "one common seed" in verdict("a", "b", "loss", paired({0: 1.0}, {0: 2.0, 1: 3.0}))
+
+
+def test_seeds_multiply_variants_and_sweep_points():
+    assert runs_of(SEEDED) == {"seed_0": 0, "seed_1": 1, "seed_2": 2}
+    text = SEEDED.replace("seeds = 3", "seed = 10 seeds = 2")
+    text += "variant a {}\nvariant b { train.lr = 1e-2 }\nsweep depth { model.layers = [1, 2] }\n"
+    assert runs_of(text) == {
+        f"{v}-layers_{n}-seed_{s}": s for v in "ab" for n in (1, 2) for s in (10, 11)
+    }
+    listed = SEEDED.replace("seeds = 3", "seeds = [5, 1]")
+    assert runs_of(listed) == {"seed_5": 5, "seed_1": 1}
+    # A profile can ask for more seeds (a paper profile), a variant for its own.
+    assert len(runs_of(SEEDED + "profile paper { experiment.seeds = 5 }\n")) == 3
+    spec, _ = resolve(SourceFile("s.exp", SEEDED + "profile paper { experiment.seeds = 5 }\n"),
+                      profile="paper")  # fmt: skip
+    assert len(spec.runs) == 5
+
+
+def test_bad_seeds_are_located_errors():
+    twice = error_text(SEEDED.replace("seeds = 3", "seeds = [1, 1]"))
+    assert "seeds are listed twice" in twice and "seeded.exp" not in twice
+    assert "seeds = [1, 1]" in twice
+    assert "a count of seeds is from 1 to 1000, got 0" in error_text(
+        SEEDED.replace("seeds = 3", "seeds = 0")
+    )
+
+
+def test_seeds_never_enter_the_generated_config():
+    one = compile_text(MINIMAL)
+    three = compile_text(SEEDED.replace("experiment seeded", "experiment tiny"))
+    for name, text in one.files.items():
+        if not name.endswith("config.py"):
+            continue
+        assert "seeds" not in text and "seeds" not in three.files[name]
+
+
+def test_a_seeded_run_is_the_standalone_run_with_its_seed(tmp_path: Path):
+    out = tmp_path / "runs"
+    seeded = tmp_path / "seeded.exp"
+    seeded.write_text(SEEDED.replace("steps = 2", "steps = 4"))
+    plain = tmp_path / "plain.exp"
+    plain.write_text(MINIMAL.replace("steps = 2", "steps = 4").replace("tiny", "seeded") + "")
+    assert run_cli("run", seeded, "--out", out).exit_code == 0
+    alone = run_cli("run", plain, "--out", tmp_path / "alone")
+    assert alone.exit_code == 0, alone.output
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
+    assert strip(read_metrics(out / "seeded" / "seed_0")) == strip(
+        read_metrics(tmp_path / "alone" / "seeded" / "main")
+    )
+    assert strip(read_metrics(out / "seeded" / "seed_1")) != strip(
+        read_metrics(out / "seeded" / "seed_0")
+    )
+    config = json.loads((out / "seeded" / "seed_2" / "config.json").read_text())
+    assert config["seed"] == 2 and "seeds" not in json.dumps(config)
+
+
+def test_more_seeds_on_the_command_line_train_only_the_new_ones(tmp_path: Path):
+    spec = tmp_path / "two.exp"
+    spec.write_text(
+        MINIMAL.replace("experiment tiny {}", "experiment two {}")
+        + "variant vanilla {}\nvariant gated { model.attention.gate = elementwise }\n"
+    )
+    out = tmp_path / "runs"
+    first = run_cli("run", spec, "--out", out, "--seeds", "2")
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (out / "two").glob("*-seed_*")) == [
+        "gated-seed_0", "gated-seed_1", "vanilla-seed_0", "vanilla-seed_1"
+    ]  # fmt: skip
+    more = run_cli("run", spec, "--out", out, "--seeds", "3")
+    assert more.exit_code == 0, more.output
+    assert more.output.count("finished earlier") == 4
+    assert (out / "two" / "gated-seed_2" / "summary.json").exists()
+    listed = run_cli("run", spec, "--out", out, "--seeds", "0,2", "--variant", "gated")
+    assert listed.exit_code == 0 and listed.output.count("finished earlier") == 2
+    report = (out / "two" / "report.md").read_text()
+    assert "| gated | 3 |" in report and "| vanilla | 3 |" in report
+    assert "Paired differences over the seeds both runs have" in report
+    bad = run_cli("run", spec, "--out", out, "--seeds", "1,1")
+    assert bad.exit_code == 1 and "seeds are listed twice" in bad.output
+    assert "--> --seeds:1:" in bad.output
+
+
+def test_the_report_gives_intervals_and_verdicts(tmp_path: Path):
+    experiment = tmp_path / "exp"
+    losses = {"vanilla": [3.50, 3.61, 3.42], "gated": [3.46, 3.57, 3.39]}
+    for variant, values in losses.items():
+        for seed, loss in enumerate(values):
+            run = experiment / f"{variant}-seed_{seed}"
+            run.mkdir(parents=True)
+            (run / "config.json").write_text(
+                json.dumps({"name": run.name, "seed": seed, "model": {"gate": variant}})
+            )
+            rows = [{"step": 1, "val_loss": loss + 1}, {"step": 2, "val_loss": loss}]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(experiment).read_text()
+    found = estimate(losses["vanilla"])
+    assert f"| vanilla | 3 | {found.mean:.4f} ± {found.std:.4f} [{found.low:.4f}, " in text
+    assert "- vanilla higher than gated in val_loss by 0.03667 ± 0.014 (3 seeds)" in text
+    assert (experiment / "val_loss.png").exists()

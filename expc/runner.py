@@ -121,7 +121,10 @@ def execute(
     session.launch_flags = dict(launch or {})
     session.track = track
     session.seeds = seeds
-    return _execute(session, spec_path, variants, profile, sets, report=report)
+    try:
+        return _execute(session, spec_path, variants, profile, sets, report=report)
+    finally:
+        launchers.shutdown()
 
 
 def _execute(

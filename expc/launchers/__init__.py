@@ -98,3 +98,11 @@ def launch(
     from expc.launchers import slurm_launcher
 
     return slurm_launcher.run(jobs, settings, console, experiment_dir, gpus=gpus)
+
+
+def shutdown() -> None:
+    """At the end of a command: stop what the launchers started (a local Ray)."""
+    import sys
+
+    if "expc.launchers.ray_launcher" in sys.modules:
+        sys.modules["expc.launchers.ray_launcher"].shutdown()

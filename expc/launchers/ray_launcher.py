@@ -8,8 +8,9 @@ to, so the driver draws one bar per run as the local runner does.
 
 A worker that dies (killed, out of memory, its node lost) fails only its run: it is reported
 with what to do (`--resume` continues from the run's last checkpoint), or retried with
-resume when `--retries` asks for it. Ray starts locally when no address is given, and is
-shut down at the end of the command; a cluster given by address is left running.
+resume when `--retries` asks for it. Ray starts locally when no address is given, once per
+command (the upstream specs a spec reads use the same one), and is shut down at the end of
+the command; a cluster given by address is left running.
 """
 
 from __future__ import annotations
@@ -141,59 +142,80 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
 def run(
     jobs: list[RunJob], settings: LaunchSettings, console: Console, gpus: int = 0
 ) -> Iterable[JobResult]:
-    """Run the jobs as Ray tasks; yields each result as it arrives."""
+    """Run the jobs as Ray tasks; yields each result as it arrives. The local Ray this
+    starts stays up for the command's other specs (see shutdown)."""
+    global _STARTED_HERE
+    ray = _ray(local=settings.address is None)
+    _STARTED_HERE = connect(settings, console) or _STARTED_HERE
+    board = ray.remote(num_cpus=0)(_Board).remote()
+    task = ray.remote(_task).options(
+        num_cpus=settings.cpus or 1,
+        num_gpus=gpus,
+        max_retries=0,  # retries are ours: a retry must resume, not start over
+    )
+    resources = ray.cluster_resources()
+    runs = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
+    console.print(
+        f"running {runs} on Ray ({int(resources.get('CPU', 0))} CPUs, "
+        f"{int(resources.get('GPU', 0))} GPUs; {settings.cpus or 1} CPU(s) per run)"
+    )
+    pending = {task.remote(job, board): job for job in jobs}
+    yield from _gather(ray, pending, lambda job: task.remote(job, board), board, settings)
+
+
+def _gather(
+    ray: Any,
+    pending: dict[Any, RunJob],
+    submit: Any,
+    board: Any,
+    settings: LaunchSettings,
+) -> Iterable[JobResult]:
+    """Each task's result as it ends, with a bar per run fed by the board; a run whose
+    worker died is submitted again with resume, `settings.retries` times at most."""
     from expc.runtime.progress import progress_bar
 
-    ray = _ray(local=settings.address is None)
-    started = connect(settings, console)
-    try:
-        board = ray.remote(num_cpus=0)(_Board).remote()
-        task = ray.remote(_task).options(
-            num_cpus=settings.cpus or 1,
-            num_gpus=gpus,
-            max_retries=0,  # retries are ours: a retry must resume, not start over
-        )
-        resources = ray.cluster_resources()
-        runs = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
-        console.print(
-            f"running {runs} on Ray ({int(resources.get('CPU', 0))} CPUs, "
-            f"{int(resources.get('GPU', 0))} GPUs; {settings.cpus or 1} CPU(s) per run)"
-        )
-        attempts = dict.fromkeys((job.name for job in jobs), 0)
-        pending = {task.remote(job, board): job for job in jobs}
-        with progress_bar() as bar:
-            bars = {
-                job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
-            }
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
-                for name, (steps, loss) in ray.get(board.snapshot.remote()).items():
-                    fields = {} if loss is None else {"loss": loss}
-                    bar.update(bars[name], completed=steps, **fields)
-                for ref in ready:
-                    job = pending.pop(ref)
-                    result = _result(ray, ref, job)
-                    if (
-                        result.error
-                        and result.error.startswith(_DIED)
-                        and (attempts[job.name] < settings.retries)
-                    ):
-                        attempts[job.name] += 1
-                        bar.console.print(
-                            f"[yellow]{job.name}[/]: its worker died; resuming it "
-                            f"(retry {attempts[job.name]} of {settings.retries})"
-                        )
-                        pending[task.remote(replace(job, resume=True), board)] = job
-                        continue
-                    if result.error:
-                        bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
-                    else:
-                        bar.update(bars[job.name], completed=job.steps)
-                        bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
-                    yield result
-    finally:
-        if started:
-            ray.shutdown()
+    jobs = list(pending.values())
+    attempts = dict.fromkeys((job.name for job in jobs), 0)
+    with progress_bar() as bar:
+        bars = {
+            job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
+            for name, (steps, loss) in ray.get(board.snapshot.remote()).items():
+                fields = {} if loss is None else {"loss": loss}
+                bar.update(bars[name], completed=steps, **fields)
+            for ref in ready:
+                job = pending.pop(ref)
+                result = _result(ray, ref, job)
+                died = bool(result.error and result.error.startswith(_DIED))
+                if died and attempts[job.name] < settings.retries:
+                    attempts[job.name] += 1
+                    bar.console.print(
+                        f"[yellow]{job.name}[/]: its worker died; resuming it "
+                        f"(retry {attempts[job.name]} of {settings.retries})"
+                    )
+                    pending[submit(replace(job, resume=True))] = job
+                    continue
+                if result.error:
+                    bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
+                else:
+                    bar.update(bars[job.name], completed=job.steps)
+                    bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+                yield result
+
+
+# Whether this process started the local Ray it is connected to (and so stops it).
+_STARTED_HERE = False
+
+
+def shutdown() -> None:
+    """Stop the local Ray this command started (once, at its end: upstream specs and the
+    spec itself share it); leave a cluster given by address running."""
+    global _STARTED_HERE
+    if _STARTED_HERE and "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
+    _STARTED_HERE = False
 
 
 _DIED = "the Ray worker running it died"

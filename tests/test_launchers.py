@@ -247,3 +247,29 @@ def test_an_unreachable_ray_address_is_a_clear_error(tmp_path: Path, sweep: Path
     assert time.monotonic() - started < 60
     bad = expc(sweep, "--out", tmp_path / "runs", "--launcher", "ray", "--address", "nohost")
     assert "is not HOST:PORT" in bad.stdout + bad.stderr
+
+
+def test_launch_blocks_merge_replace_and_remove_through_extends(tmp_path: Path) -> None:
+    from expc.compiler.pipeline import resolve
+    from expc.compiler.source import SourceFile
+
+    base = tmp_path / "base.exp"
+    base.write_text(SWEEP + 'launch slurm { partition = "a" time = 30 }\n')
+
+    def launch_of(text: str):  # noqa: ANN202
+        child = tmp_path / "child.exp"
+        child.write_text('extends "base.exp"\n' + text)
+        spec, _ = resolve(SourceFile.read(child))
+        return spec.launch
+
+    merged = launch_of("launch slurm { time = 90 }\n")
+    assert (merged.kind, merged.partition, merged.time) == ("slurm", "a", 90)
+    replaced = launch_of('launch ray { address = "127.0.0.1:6379" }\n')
+    assert replaced.kind == "ray" and replaced.address == "127.0.0.1:6379"
+    assert launch_of("remove launch\n") is None
+    # Neither block is part of a run: the runs' configs are the same with or without it.
+    with_block, _ = resolve(SourceFile.read(base))
+    without, _ = resolve(SourceFile("plain.exp", SWEEP))
+    assert [r.config.model_dump() for r in with_block.runs] == [
+        r.config.model_dump() for r in without.runs
+    ]

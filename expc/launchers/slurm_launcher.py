@@ -85,21 +85,24 @@ def sbatch_script(settings: LaunchSettings, jobs: list[RunJob], folder: Path, gp
     return _make_sbatch_string(command=command, folder=folder, map_count=len(jobs), **renamed)
 
 
-def _last_step(run_dir: Path) -> int:
-    """The step of metrics.jsonl's last row (0 before the first), read without parsing all."""
+def _progress(run_dir: Path) -> tuple[int, float | None]:
+    """The step and training loss of metrics.jsonl's last row ((0, None) before the first):
+    what the driver draws of a run that trains on another node."""
     import json
 
     try:
         with (run_dir / "metrics.jsonl").open("rb") as file:
             lines = file.read().splitlines()
     except OSError:
-        return 0
+        return 0, None
     for line in reversed(lines):
         try:
-            return int(json.loads(line).get("step", 0))
-        except (ValueError, AttributeError):
-            continue
-    return 0
+            row = json.loads(line)
+            loss = row.get("train_loss")
+            return int(row.get("step", 0)), loss if isinstance(loss, float) else None
+        except (ValueError, AttributeError, TypeError):
+            continue  # a torn last line, being written
+    return 0, None
 
 
 def run(
@@ -166,7 +169,10 @@ def _wait(submitit: Any, waiting: dict[Any, RunJob], jobs: list[RunJob]) -> Iter
         }
         while waiting:
             for handle, job in list(waiting.items()):
-                bar.update(bars[job.name], completed=_last_step(Path(job.run_dir)))
+                step, loss = _progress(Path(job.run_dir))
+                bar.update(
+                    bars[job.name], completed=step, **({} if loss is None else {"loss": loss})
+                )
                 if not handle.done():
                     continue
                 del waiting[handle]

@@ -103,9 +103,10 @@ LONG = LONG.replace(
 )
 
 
-def kill_a_worker(spec: Path, out: Path, *flags: str) -> tuple[int, str]:
+def kill_a_worker(spec: Path, out: Path, *flags: str) -> tuple[int, str, list[dict]]:
     """Run the sweep on Ray and SIGKILL the worker training `lr_0.001` once it has a
-    checkpoint; the command's exit code and output."""
+    checkpoint; the command's exit code and output, and the run's rows at the kill (each
+    evaluation checkpoints, so a resume keeps them all, wall times included)."""
     victim = out / "launch_demo" / "lr_0.001"
     process = subprocess.Popen(
         [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out), "--launcher", "ray",
@@ -124,8 +125,16 @@ def kill_a_worker(spec: Path, out: Path, *flags: str) -> tuple[int, str]:
     worker = int((victim / ".lock").read_text().split()[0])  # the process writing the run
     assert worker != process.pid
     os.kill(worker, signal.SIGKILL)
+    at_kill = read_metrics(victim)
     output, _ = process.communicate(timeout=240)
-    return process.returncode, output
+    return process.returncode, output, at_kill
+
+
+def kept(at_kill: list[dict], run_dir: Path) -> bool:
+    """Whether the run continued from its checkpoint (the rows before it are the ones
+    written before the kill, elapsed_s included) rather than starting again."""
+    before = at_kill[:-1]  # the last row may be newer than the checkpoint it preceded
+    return bool(before) and read_metrics(run_dir)[: len(before)] == before
 
 
 def uninterrupted(spec: Path, tmp_path: Path) -> list[dict]:
@@ -140,7 +149,7 @@ def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_pa
     spec.write_text(LONG)
     out = tmp_path / "ray"
     victim = out / "launch_demo" / "lr_0.001"
-    code, output = kill_a_worker(spec, out)
+    code, output, at_kill = kill_a_worker(spec, out)
     assert code == 1, output
     assert "Traceback" not in output
     assert "lr_0.001: failed" in output and "the Ray worker running it died" in output
@@ -152,16 +161,18 @@ def test_a_killed_ray_worker_fails_its_run_and_resume_finishes_it_exactly(tmp_pa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "lr_0.003: finished earlier" in resumed.stdout
     assert rows(victim) == uninterrupted(spec, tmp_path)
+    assert kept(at_kill, victim)
 
 
 def test_retries_resume_a_run_whose_worker_died(tmp_path: Path) -> None:
     spec = tmp_path / "long.exp"
     spec.write_text(LONG)
     out = tmp_path / "ray"
-    code, output = kill_a_worker(spec, out, "--retries", "1")
+    code, output, at_kill = kill_a_worker(spec, out, "--retries", "1")
     assert code == 0, output
     assert "lr_0.001: its worker died; resuming it (retry 1 of 1)" in output
     assert rows(out / "launch_demo" / "lr_0.001") == uninterrupted(spec, tmp_path)
+    assert kept(at_kill, out / "launch_demo" / "lr_0.001")
 
 
 def test_submitit_local_executor_runs_the_array_as_the_local_runner_would(

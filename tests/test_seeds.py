@@ -155,3 +155,28 @@ def test_the_report_gives_intervals_and_verdicts(tmp_path: Path):
     assert f"| vanilla | 3 | {found.mean:.4f} ± {found.std:.4f} [{found.low:.4f}, " in text
     assert "- vanilla higher than gated in val_loss by 0.03667 ± 0.014 (3 seeds)" in text
     assert (experiment / "val_loss.png").exists()
+
+
+def test_two_seeds_get_an_interval_but_no_verdict():
+    agreeing = paired({0: 0.0, 1: 0.0}, {0: 0.25, 1: 0.25})
+    text = verdict("depth 4", "depth 64", "success", agreeing)
+    assert text == "depth 64 vs depth 4: success +0.25 ± 0 (2 seeds: too few for a verdict)"
+
+
+def test_the_crl_depth_table_gives_each_depth_over_seeds(tmp_path: Path):
+    from expc.runtime.crl.report import analyse
+
+    experiment = tmp_path / "crl"
+    success = {4: [0.1, 0.2, 0.15], 16: [0.4, 0.5, 0.45]}
+    for depth, values in success.items():
+        for seed, value in enumerate(values):
+            run = experiment / f"maze-depth_{depth}-seed_{seed}"
+            run.mkdir(parents=True)
+            (run / "config.json").write_text(json.dumps({"seed": seed, "model": {"depth": depth}}))
+            rows = [{"step": s, "success_rate": value, "time_at_goal": 1.0} for s in (1, 2)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = analyse(experiment)
+    found = estimate(success[16])
+    assert f"| 16 | 3 | {found.mean:.3f} ± {found.half_width:.3f} | 1.000 ± 0.000 |" in lines
+    assert any(line.startswith("- depth 16 higher than depth 4 in success by 0.3 ± ")
+               for line in lines)  # fmt: skip

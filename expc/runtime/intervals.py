@@ -32,6 +32,10 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+# Fewer seeds than this get their difference and interval but no verdict.
+MIN_SEEDS_FOR_VERDICT = 3
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean over n values, their sample standard deviation, and the 95% interval's half
@@ -76,6 +80,12 @@ def verdict(first: str, second: str, metric: str, difference: Estimate) -> str:
     """One line for `second - first`: which is lower and by how much, or within noise."""
     if difference.n < 2:
         return f"{second} vs {first}: {metric} has one common seed, no interval"
+    if difference.n < MIN_SEEDS_FOR_VERDICT:
+        # Two seeds that agree give a zero-width interval: exact-looking, and worth little.
+        return (
+            f"{second} vs {first}: {metric} {difference.mean:+.4g} ± "
+            f"{difference.half_width:.2g} ({difference.n} seeds: too few for a verdict)"
+        )
     size = f"{abs(difference.mean):.4g} ± {difference.half_width:.2g}"
     if not difference.excludes_zero():
         return (

@@ -436,11 +436,20 @@ def _paired_lines(
     verdict. Only groups with at least two seeds in common are compared."""
     seeded = {label: _seeds_of(experiment_dir, members) for label, members in groups.items()}
     labels = [label for label in groups if len(seeded[label]) > 1]
+    # Each factor's first value (the first variant, a sweep's first point) is the baseline
+    # the others are compared with: n - 1 comparisons per factor, not n (n - 1) / 2.
+    baseline: dict[int, str] = {}
+    for label in labels:
+        for position, part in enumerate(label.split("-")):
+            baseline.setdefault(position, part)
     lines: list[str] = []
     for index, first in enumerate(labels):
         for second in labels[index + 1 :]:
             a, b = first.split("-"), second.split("-")
             if len(a) != len(b) or sum(x != y for x, y in zip(a, b, strict=True)) != 1:
+                continue
+            differs = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+            if a[differs] != baseline[differs]:
                 continue
             for column in columns:
                 values = [
@@ -452,7 +461,9 @@ def _paired_lines(
                     for label in (first, second)
                 ]
                 difference = paired(values[0], values[1])
-                if difference.n > 1:
+                # A metric the two runs share exactly on every seed (a step count, a
+                # budget) is not a result.
+                if difference.n > 1 and (difference.mean != 0 or difference.std != 0):
                     lines.append(
                         f"- {_md(verdict(first, second, metric_name(column), difference), 300)}"
                     )

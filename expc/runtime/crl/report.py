@@ -9,11 +9,13 @@ evaluation the table gives the mean over the evaluations of the second half of t
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import warnings
 from pathlib import Path
 from typing import Any
 
+from expc.runtime.intervals import estimate, paired, verdict
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -71,6 +73,63 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
             final[f"~{key}"] = second_half_mean(rows, key)
         series.setdefault(_series_label(run_dir.name), {})[depth] = final
     return series
+
+
+def _without_seed(label: str) -> tuple[str, int | None]:
+    """`u_maze-seed_2` -> ("u_maze", 2); a label without a seed part -> (label, None)."""
+    parts = label.split("-")
+    seeds = [p for p in parts if re.fullmatch(r"seed_\d+", p)]
+    if len(seeds) != 1:
+        return label, None
+    rest = [p for p in parts if p != seeds[0]]
+    return "-".join(rest) or "main", int(seeds[0].removeprefix("seed_"))
+
+
+def seed_lines(series: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """When series differ only by their seed: per depth, the second-half success rate and
+    time at goal as mean ± the 95% interval over seeds, and each depth against the
+    shallowest, paired seed by seed, with a verdict."""
+    grouped: dict[str, dict[int, dict[int, dict[str, Any]]]] = {}
+    for label, by_depth in series.items():
+        base, seed = _without_seed(label)
+        if seed is not None:
+            grouped.setdefault(base, {})[seed] = by_depth
+    lines: list[str] = []
+    for base, by_seed in grouped.items():
+        if len(by_seed) < 2:
+            continue
+        depths = sorted({d for by_depth in by_seed.values() for d in by_depth})
+        lines += [f"`{base}` over {len(by_seed)} seeds (second-half means, 95% interval):", ""]
+        lines += ["| depth | seeds | success | time at goal |", "|---|---|---|---|"]
+        for depth in depths:
+            cells = []
+            for key in ("~success_rate", "~time_at_goal"):
+                values = [
+                    float(by_depth[depth][key])
+                    for by_depth in by_seed.values()
+                    if depth in by_depth and is_finite_number(by_depth[depth].get(key))
+                ]
+                found = estimate(values)
+                cells.append(f"{found.mean:.3f} ± {found.half_width:.3f}" if found.n > 1 else "n/a")
+            count = sum(depth in by_depth for by_depth in by_seed.values())
+            lines.append(f"| {depth} | {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+        shallow = depths[0]
+        for depth in depths[1:]:
+            values = [
+                {
+                    seed: float(by_depth[d]["~success_rate"])
+                    for seed, by_depth in by_seed.items()
+                    if d in by_depth and is_finite_number(by_depth[d].get("~success_rate"))
+                }
+                for d in (shallow, depth)
+            ]
+            text = verdict(
+                f"depth {shallow}", f"depth {depth}", "success", paired(values[0], values[1])
+            )
+            lines.append(f"- {text}")
+        lines.append("")
+    return lines
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -149,6 +208,7 @@ def analyse(experiment_dir: Path) -> list[str]:
             cells = [_cell(row, key, fmt) for key, _, fmt in COLUMNS]
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += seed_lines(series)
     try:
         path = plot(series, experiment_dir / "depth_scaling.png")
     except (ValueError, OverflowError) as error:  # values matplotlib cannot scale

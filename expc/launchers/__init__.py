@@ -58,6 +58,17 @@ class LaunchSettings:
         return devices if device == "cuda" else 0
 
 
+def show_result(bar: Any, task: Any, job: RunJob, result: JobResult) -> None:
+    """A run's end on the progress display: its last metrics, or why it failed."""
+    from expc.runtime.worker import summary
+
+    if result.error:
+        bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
+    else:
+        bar.update(task, completed=job.steps)
+        bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+
+
 def settings_for(block: ir.Node | None, flags: dict[str, Any]) -> LaunchSettings:
     """The spec's `launch KIND { ... }` block (ir.LaunchRay, ...), the flags on top."""
     settings = LaunchSettings()

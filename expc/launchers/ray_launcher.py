@@ -26,9 +26,9 @@ from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings
+from expc.launchers import LaunchSettings, show_result
 from expc.runtime.errors import RunError
-from expc.runtime.worker import JobResult, RunJob, execute, log_failure, summary
+from expc.runtime.worker import JobResult, RunJob, execute, log_failure
 
 # Seconds between two progress reports of one run: enough to keep the bars live without
 # making the actor a bottleneck for a sweep of many fast runs.
@@ -197,11 +197,7 @@ def _gather(
                     )
                     pending[submit(replace(job, resume=True))] = job
                     continue
-                if result.error:
-                    bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
-                else:
-                    bar.update(bars[job.name], completed=job.steps)
-                    bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+                show_result(bar, bars[job.name], job, result)
                 yield result
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings
+from expc.launchers import LaunchSettings, show_result
 from expc.runtime.errors import RunError
-from expc.runtime.worker import JobResult, RunJob, execute, summary
+from expc.runtime.worker import JobResult, RunJob, execute
 
 POLL_S = 1.0
 
@@ -177,11 +177,7 @@ def _wait(submitit: Any, waiting: dict[Any, RunJob], jobs: list[RunJob]) -> Iter
                     continue
                 del waiting[handle]
                 result = _result(submitit, handle, job)
-                if result.error:
-                    bar.console.print(f"[bold red]{job.name}: failed[/]: {result.error}")
-                else:
-                    bar.update(bars[job.name], completed=job.steps)
-                    bar.console.print(f"[bold]{job.name}[/]: {summary(result.final)}")
+                show_result(bar, bars[job.name], job, result)
                 yield result
             if waiting:
                 time.sleep(POLL_S)

@@ -180,3 +180,41 @@ def test_the_crl_depth_table_gives_each_depth_over_seeds(tmp_path: Path):
     assert f"| 16 | 3 | {found.mean:.3f} ± {found.half_width:.3f} | 1.000 ± 0.000 |" in lines
     assert any(line.startswith("- depth 16 higher than depth 4 in success by 0.3 ± ")
                for line in lines)  # fmt: skip
+
+
+def test_bootstrap_over_seeds_is_seeded_and_needs_two_seeds():
+    from expc.runtime.intervals import bootstrap_over_seeds
+
+    values = {0: 1.0, 1: 2.0, 2: 3.0}
+    mean = lambda seeds: statistics.fmean(values[s] for s in seeds)  # noqa: E731
+    low, high, used = bootstrap_over_seeds([0, 1, 2], mean)
+    assert 1.0 <= low < 2.0 < high <= 3.0 and used == 1000
+    assert bootstrap_over_seeds([0, 1, 2], mean) == (low, high, used)  # the same each time
+    assert bootstrap_over_seeds([0], mean) is None
+    assert bootstrap_over_seeds([0, 1], lambda seeds: None) is None
+
+
+def test_the_tau_mem_slope_gets_a_bootstrap_interval_over_seeds(tmp_path: Path):
+    from expc.runtime.diffusion.report import analyse
+
+    experiment = tmp_path / "diffusion"
+    steps = list(range(5, 1000, 5))
+    wobble = {(0, 16): 1.3, (0, 32): 0.8, (0, 64): 1.1, (1, 16): 0.9, (1, 32): 1.2,
+              (1, 64): 1.0, (2, 16): 1.0, (2, 32): 1.1, (2, 64): 0.85}  # fmt: skip
+    for seed in range(3):
+        for n in (16, 32, 64):
+            run = experiment / f"n_{n}-seed_{seed}"
+            run.mkdir(parents=True)
+            config = {"seed": seed, "data": {"n": n}, "train": {"steps": steps[-1]}, "eval": {}}
+            (run / "config.json").write_text(json.dumps(config))
+            crossing = 4 * n * wobble[seed, n]  # tau_mem proportional to n, and noise
+            rows = [
+                {"step": s, "memorization": 1.0 if s >= crossing else 0.0, "quality": 1.0 / s}
+                for s in steps
+            ]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = analyse(experiment)
+    interval = [line for line in lines if line.startswith("- tau_mem slope over 3 seeds")]
+    assert len(interval) == 1, lines
+    low, high = (float(x) for x in interval[0].split("[")[1].split("]")[0].split(", "))
+    assert low < 1.0 < high and high - low > 0.05 and "it includes 1" in interval[0]

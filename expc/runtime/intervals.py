@@ -10,7 +10,9 @@ decisive where two overlapping intervals are not.
 from __future__ import annotations
 
 import math
+import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Student's t, 0.975 quantile (two-sided 95%), by degrees of freedom 1..30.
@@ -94,3 +96,32 @@ def verdict(first: str, second: str, metric: str, difference: Estimate) -> str:
         )
     direction = "lower" if difference.mean < 0 else "higher"
     return f"{second} {direction} than {first} in {metric} by {size} ({difference.n} seeds)"
+
+
+def bootstrap_over_seeds(
+    seeds: list[int],
+    statistic: Callable[[list[int]], float | None],
+    resamples: int = 1000,
+    rng_seed: int = 0,
+) -> tuple[float, float, int] | None:
+    """A percentile 95% interval of `statistic` (a function of a list of seeds, repeats
+    allowed) from resampling the seeds with replacement: for an analysis with no closed
+    form (a fitted slope, a crossover). Returns (low, high, resamples that gave a value),
+    or None when fewer than two seeds or fewer than half the resamples gave one. Seeded,
+    so a report is the same each time it is written."""
+    if len(seeds) < 2:
+        return None
+    rng = random.Random(rng_seed)
+    values = []
+    for _ in range(resamples):
+        value = statistic([rng.choice(seeds) for _ in seeds])
+        if value is not None and math.isfinite(value):
+            values.append(value)
+    if len(values) < resamples / 2:
+        return None
+    values.sort()
+    return (
+        values[int(0.025 * (len(values) - 1))],
+        values[int(0.975 * (len(values) - 1))],
+        len(values),
+    )

@@ -23,6 +23,7 @@ from expc.runtime.diffusion.timescales import (
     tau_gen,
     tau_mem,
 )
+from expc.runtime.intervals import bootstrap_over_seeds
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -39,6 +40,7 @@ class RunTimescales:
     threshold: float
     tolerance: float
     steps_planned: int
+    seed: int | None = None  # config.json's, for intervals over seeds
 
     @property
     def steps(self) -> int:
@@ -127,6 +129,7 @@ def collect(experiment_dir: Path) -> list[RunTimescales]:
                 threshold=threshold,
                 tolerance=tolerance,
                 steps_planned=steps_planned,
+                seed=config.get("seed") if isinstance(config.get("seed"), int) else None,
             )
         )
     return sorted(found, key=lambda r: (r.n, r.name))
@@ -136,6 +139,33 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
     return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _slope_interval(runs: list[RunTimescales]) -> list[str]:
+    """With several seeds: the tau_mem slope's 95% interval, resampling seeds (each
+    resample refits the slope over the runs of the seeds it drew)."""
+    by_seed: dict[int, list[RunTimescales]] = {}
+    for run in runs:
+        if run.seed is not None and run.tau_mem is not None:
+            by_seed.setdefault(run.seed, []).append(run)
+    if len(by_seed) < 2:
+        return []
+
+    def slope(seeds: list[int]) -> float | None:
+        chosen = [run for seed in seeds for run in by_seed[seed]]
+        fit = fit_exact([r.n for r in chosen], [r.tau_mem for r in chosen])  # type: ignore[misc]
+        return fit.slope if fit is not None else None
+
+    found = bootstrap_over_seeds(sorted(by_seed), slope)
+    if found is None:
+        return [f"- tau_mem slope over {len(by_seed)} seeds: too few exact fits for an interval."]
+    low, high, used = found
+    side = "includes" if low <= 1.0 <= high else "excludes"
+    return [
+        f"- tau_mem slope over {len(by_seed)} seeds: 95% bootstrap interval "
+        f"[{low:.2f}, {high:.2f}] ({used} of 1000 resamples of the seeds fitted); it {side} "
+        "1 (tau_mem proportional to n)."
+    ]
 
 
 def _fit_text(fit: PowerLawFit | None, what: str) -> str:
@@ -288,6 +318,7 @@ def analyse(experiment_dir: Path) -> list[str]:
     lines += [
         "",
         _fit_text(mem_fit, "tau_mem against n"),
+        *_slope_interval(with_mem),
         _fit_text(gen_fit, "tau_gen against n"),
         _fit_text(overfit_fit, "step of the lowest test denoising loss against n"),
         f"- Budget: {cpu / 60:.1f} CPU minutes, {wall / 60:.1f} wall minutes over "

@@ -218,3 +218,25 @@ def test_the_tau_mem_slope_gets_a_bootstrap_interval_over_seeds(tmp_path: Path):
     assert len(interval) == 1, lines
     low, high = (float(x) for x in interval[0].split("[")[1].split("]")[0].split(", "))
     assert low < 1.0 < high and high - low > 0.05 and "it includes 1" in interval[0]
+
+
+def test_rlvr_claims_get_intervals_over_seeds(tmp_path: Path):
+    from expc.runtime.rlvr.report import analyse, passk_summary, write_passk
+
+    experiment = tmp_path / "rlvr"
+    # Per seed: the base model solves some problems rarely, RL solves fewer but more often.
+    for seed, extra in enumerate((0, 1, 2)):
+        base = [2 + extra, 1, 1, 0, 3, 1, 0, 2]
+        rl = [12 + extra, 0, 0, 0, 14, 0, 0, 9]
+        run = experiment / f"gated-seed_{seed}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"seed": seed}))
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "pass_at_1": 0.1}) + "\n")
+        write_passk(run, passk_summary(base, rl, samples=16))
+    lines = analyse(experiment)
+    gain = [line for line in lines if line.startswith("- pass@1, RL - base:")]
+    lead = [line for line in lines if line.startswith("- pass@16, base - RL:")]
+    assert len(gain) == len(lead) == 1, lines
+    assert gain[0].endswith("(3 seeds), above 0")
+    assert lead[0].endswith("(3 seeds), above 0")
+    assert any(line.startswith("- crossover k: in 3 of 3 seeds, ") for line in lines)

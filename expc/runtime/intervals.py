@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,17 @@ _T975 = (
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
+
+
+def split_seed(label: str) -> tuple[str, int | None]:
+    """A run (or series) name without its seed part, and the seed: `gated-seed_2` ->
+    ("gated", 2), `seed_0` -> ("main", 0); a name without one -> (name, None)."""
+    parts = label.split("-")
+    seeds = [p for p in parts if re.fullmatch(r"seed_\d+", p)]
+    if len(seeds) != 1:
+        return label, None
+    rest = [p for p in parts if p != seeds[0]]
+    return "-".join(rest) or "main", int(seeds[0].removeprefix("seed_"))
 
 
 def t975(df: int) -> float:

@@ -9,13 +9,12 @@ evaluation the table gives the mean over the evaluations of the second half of t
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import warnings
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.intervals import estimate, paired, verdict
+from expc.runtime.intervals import estimate, paired, split_seed, verdict
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -75,23 +74,13 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
     return series
 
 
-def _without_seed(label: str) -> tuple[str, int | None]:
-    """`u_maze-seed_2` -> ("u_maze", 2); a label without a seed part -> (label, None)."""
-    parts = label.split("-")
-    seeds = [p for p in parts if re.fullmatch(r"seed_\d+", p)]
-    if len(seeds) != 1:
-        return label, None
-    rest = [p for p in parts if p != seeds[0]]
-    return "-".join(rest) or "main", int(seeds[0].removeprefix("seed_"))
-
-
 def seed_lines(series: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     """When series differ only by their seed: per depth, the second-half success rate and
     time at goal as mean ± the 95% interval over seeds, and each depth against the
     shallowest, paired seed by seed, with a verdict."""
     grouped: dict[str, dict[int, dict[int, dict[str, Any]]]] = {}
     for label, by_depth in series.items():
-        base, seed = _without_seed(label)
+        base, seed = split_seed(label)
         if seed is not None:
             grouped.setdefault(base, {})[seed] = by_depth
     lines: list[str] = []

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from expc.runtime.intervals import MIN_SEEDS_FOR_VERDICT, Estimate, estimate, split_seed
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 from expc.runtime.rlvr.passk import coverage, crossover_k, pass_at_k_curve
 
@@ -159,12 +160,55 @@ def analyse(experiment_dir: Path) -> list[str]:
         if budget:
             lines.append("- budget: " + ", ".join(f"{k} {_fmt(v)}" for k, v in budget.items()))
         lines.append("")
+    lines += seed_lines(runs)
     try:
         path = plot_passk(experiment_dir, runs)
     except (ValueError, OverflowError) as error:  # values matplotlib cannot scale
         warnings.warn(ReportWarning(f"pass@k plot not drawn: {error!r}"), stacklevel=2)
         return lines
     return [*lines, f"![pass@k]({path.name})", ""]
+
+
+def seed_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """When runs differ only by their seed: the paper's two claims with 95% intervals over
+    seeds (RL's gain at k = 1, the base model's lead at the largest k), and the crossover
+    k where each seed has one."""
+    grouped: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, summary in runs.items():
+        base, seed = split_seed(name)
+        if seed is not None:
+            grouped.setdefault(base, {})[seed] = summary
+    lines: list[str] = []
+    for label, by_seed in grouped.items():
+        if len(by_seed) < 2:
+            continue
+        summaries = list(by_seed.values())
+        gain = estimate([s["rl"]["pass_at_k"][0] - s["base"]["pass_at_k"][0] for s in summaries])
+        lead = estimate([s["base"]["pass_at_k"][-1] - s["rl"]["pass_at_k"][-1] for s in summaries])
+        largest = summaries[0]["ks"][-1]
+        crossings = [s["crossover_k"] for s in summaries if is_finite_number(s.get("crossover_k"))]
+        found = estimate([float(k) for k in crossings])
+        lines += [
+            f"### `{label}` over {len(by_seed)} seeds (95% intervals)",
+            "",
+            f"- pass@1, RL - base: {_interval(gain)}",
+            f"- pass@{largest}, base - RL: {_interval(lead)}",
+            f"- crossover k: in {len(crossings)} of {len(by_seed)} seeds"
+            + (f", {_interval(found, '.1f')}" if found.n > 1 else ""),
+            "",
+        ]
+    return lines
+
+
+def _interval(found: Estimate, fmt: str = "+.4f") -> str:
+    """`+0.0410 ± 0.0260 (3 seeds), above 0` or `... includes 0`; fewer than 3 seeds get
+    the interval without a verdict."""
+    text = f"{found.mean:{fmt}} ± {found.half_width:.4f} ({found.n} seeds)"
+    if found.n < MIN_SEEDS_FOR_VERDICT or fmt != "+.4f":
+        return text
+    if not found.excludes_zero():
+        return text + ", includes 0: within noise"
+    return text + (", above 0" if found.mean > 0 else ", below 0")
 
 
 def _fmt(value: Any) -> str:

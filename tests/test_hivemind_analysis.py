@@ -58,7 +58,8 @@ def test_report_files(tmp_path: Path) -> None:
     result = analyze(PROMPTS, RESPONSES, embed, top_n=3)
     path = write_report(result, tmp_path, title="hivemind test", notes=["Settings: tiny."])
     text = path.read_text()
-    assert "| m1 | 2 | 0.500 | 50.0% | 50.0% | 50.0% |" in text
+    # The t interval over 2 prompts (1.0 and 0.0): 0.5 ± 12.706 × 0.5.
+    assert "| m1 | 2 | 0.500 | [-5.853, 6.853] | 50.0% | 50.0% | 50.0% |" in text
     assert "| m1 | 0.750 (0.500) | 0.354 |" in text
     assert "| m2 | opinion | 1 | 1.000 | 100.0% |" in text
     assert "Settings: tiny." in text

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from expc.runtime.hivemind.analysis import Analysis
+from expc.runtime.intervals import estimate
 
 
 def _pyplot():
@@ -106,6 +107,11 @@ def _f(value: float, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _interval(values: list[float]) -> str:
+    found = estimate([v for v in values if not math.isnan(v)])
+    return f"[{found.low:.3f}, {found.high:.3f}]" if found.n > 1 else "-"
+
+
 def markdown(
     analysis: Analysis,
     title: str,
@@ -123,7 +129,15 @@ def markdown(
     lines = [f"{h1} {title}", ""]
     lines += notes or []
     lines += ["", f"{h2} Intra-model similarity (mean pairwise cosine per prompt)", ""]
-    header = ["model", "prompts", "mean", *(f"> {t}" for t in thresholds), "distinct-2"]
+    # Prompts are the replicates of this measurement: the interval is over them.
+    header = [
+        "model",
+        "prompts",
+        "mean",
+        "95% interval over prompts",
+        *(f"> {t}" for t in thresholds),
+        "distinct-2",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in analysis.models:
         rows = [s for s in analysis.scores if s.model == model]
@@ -132,6 +146,7 @@ def markdown(
             model,
             str(len(rows)),
             _f(analysis.intra_mean[model]),
+            _interval([s.intra for s in rows]),
             *(f"{100 * analysis.share_above[model][t]:.1f}%" for t in thresholds),
             _f(float(np.mean(distinct)) if distinct else float("nan")),
         ]

@@ -105,5 +105,6 @@ def test_report_aggregates_runs_that_differ_only_by_seed(tmp_path: Path) -> None
         logger.log({"step": 1, "val_loss": loss})
         logger.close(summary={})
     report = write_report(tmp_path).read_text()
-    assert "| a | 2 | 2.5000 ± 0.7071 |" in report
+    # mean ± std [95% t interval: 2.5 ± 12.706 × 0.7071 / sqrt(2)]
+    assert "| a | 2 | 2.5000 ± 0.7071 [-3.8530, 8.8530] |" in report
     assert "| b | 1 | 1.0000 |" in report

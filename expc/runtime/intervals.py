@@ -15,6 +15,9 @@ import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Student's t, 0.975 quantile (two-sided 95%), by degrees of freedom 1..30.
 _T975 = (
@@ -33,6 +36,18 @@ def split_seed(label: str) -> tuple[str, int | None]:
         return label, None
     rest = [p for p in parts if p != seeds[0]]
     return "-".join(rest) or "main", int(seeds[0].removeprefix("seed_"))
+
+
+def by_seed(named: dict[str, T]) -> dict[str, dict[int, T]]:
+    """Items named like runs, grouped by their name without its seed part: {"gated":
+    {0: ..., 1: ...}}; only groups with at least two seeds (items without a seed part are
+    left out)."""
+    grouped: dict[str, dict[int, T]] = {}
+    for name, item in named.items():
+        base, seed = split_seed(name)
+        if seed is not None:
+            grouped.setdefault(base, {})[seed] = item
+    return {base: seeds for base, seeds in grouped.items() if len(seeds) > 1}
 
 
 def t975(df: int) -> float:

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.intervals import estimate, paired, split_seed, verdict
+from expc.runtime.intervals import by_seed, estimate, paired, verdict
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -78,29 +78,22 @@ def seed_lines(series: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     """When series differ only by their seed: per depth, the second-half success rate and
     time at goal as mean ± the 95% interval over seeds, and each depth against the
     shallowest, paired seed by seed, with a verdict."""
-    grouped: dict[str, dict[int, dict[int, dict[str, Any]]]] = {}
-    for label, by_depth in series.items():
-        base, seed = split_seed(label)
-        if seed is not None:
-            grouped.setdefault(base, {})[seed] = by_depth
     lines: list[str] = []
-    for base, by_seed in grouped.items():
-        if len(by_seed) < 2:
-            continue
-        depths = sorted({d for by_depth in by_seed.values() for d in by_depth})
-        lines += [f"`{base}` over {len(by_seed)} seeds (second-half means, 95% interval):", ""]
+    for base, seeds in by_seed(series).items():
+        depths = sorted({d for by_depth in seeds.values() for d in by_depth})
+        lines += [f"`{base}` over {len(seeds)} seeds (second-half means, 95% interval):", ""]
         lines += ["| depth | seeds | success | time at goal |", "|---|---|---|---|"]
         for depth in depths:
             cells = []
             for key in ("~success_rate", "~time_at_goal"):
                 values = [
                     float(by_depth[depth][key])
-                    for by_depth in by_seed.values()
+                    for by_depth in seeds.values()
                     if depth in by_depth and is_finite_number(by_depth[depth].get(key))
                 ]
                 found = estimate(values)
                 cells.append(f"{found.mean:.3f} ± {found.half_width:.3f}" if found.n > 1 else "n/a")
-            count = sum(depth in by_depth for by_depth in by_seed.values())
+            count = sum(depth in by_depth for by_depth in seeds.values())
             lines.append(f"| {depth} | {count} | " + " | ".join(cells) + " |")
         lines.append("")
         shallow = depths[0]
@@ -108,7 +101,7 @@ def seed_lines(series: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
             values = [
                 {
                     seed: float(by_depth[d]["~success_rate"])
-                    for seed, by_depth in by_seed.items()
+                    for seed, by_depth in seeds.items()
                     if d in by_depth and is_finite_number(by_depth[d].get("~success_rate"))
                 }
                 for d in (shallow, depth)

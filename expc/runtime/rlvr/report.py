@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.intervals import MIN_SEEDS_FOR_VERDICT, Estimate, estimate, split_seed
+from expc.runtime.intervals import MIN_SEEDS_FOR_VERDICT, Estimate, by_seed, estimate
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 from expc.runtime.rlvr.passk import coverage, crossover_k, pass_at_k_curve
 
@@ -173,27 +173,20 @@ def seed_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
     """When runs differ only by their seed: the paper's two claims with 95% intervals over
     seeds (RL's gain at k = 1, the base model's lead at the largest k), and the crossover
     k where each seed has one."""
-    grouped: dict[str, dict[int, dict[str, Any]]] = {}
-    for name, summary in runs.items():
-        base, seed = split_seed(name)
-        if seed is not None:
-            grouped.setdefault(base, {})[seed] = summary
     lines: list[str] = []
-    for label, by_seed in grouped.items():
-        if len(by_seed) < 2:
-            continue
-        summaries = list(by_seed.values())
+    for label, seeds in by_seed(runs).items():
+        summaries = list(seeds.values())
         gain = estimate([s["rl"]["pass_at_k"][0] - s["base"]["pass_at_k"][0] for s in summaries])
         lead = estimate([s["base"]["pass_at_k"][-1] - s["rl"]["pass_at_k"][-1] for s in summaries])
         largest = summaries[0]["ks"][-1]
         crossings = [s["crossover_k"] for s in summaries if is_finite_number(s.get("crossover_k"))]
         found = estimate([float(k) for k in crossings])
         lines += [
-            f"### `{label}` over {len(by_seed)} seeds (95% intervals)",
+            f"### `{label}` over {len(seeds)} seeds (95% intervals)",
             "",
             f"- pass@1, RL - base: {_interval(gain)}",
             f"- pass@{largest}, base - RL: {_interval(lead)}",
-            f"- crossover k: in {len(crossings)} of {len(by_seed)} seeds"
+            f"- crossover k: in {len(crossings)} of {len(seeds)} seeds"
             + (f", {_interval(found, '.1f')}" if found.n > 1 else ""),
             "",
         ]

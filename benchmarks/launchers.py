@@ -54,8 +54,9 @@ def own_seconds(out: str) -> float:
     return total
 
 
-def ray_costs() -> tuple[float, float, float]:
-    """(start a local Ray, a fresh worker's first task, a task on a warm worker) seconds."""
+def ray_costs() -> tuple[float, float, float, float]:
+    """(start a local Ray, a fresh worker's first task, a task on a warm worker, stop it)
+    seconds."""
     import ray
 
     started = time.perf_counter()
@@ -78,8 +79,9 @@ def ray_costs() -> tuple[float, float, float]:
         started = time.perf_counter()
         ray.get(task.remote())
         warm.append(time.perf_counter() - started)
+    started = time.perf_counter()
     ray.shutdown()
-    return start, first, statistics.median(warm)
+    return start, first, statistics.median(warm), time.perf_counter() - started
 
 
 def main() -> None:
@@ -101,7 +103,7 @@ def main() -> None:
                     walls[name].append(wall)
                     extra[name].append((wall * slots - own_seconds(out)) / 8)
             idle.append(sweep([], args.sets, finished, generated))
-    start, first, warm = ray_costs()
+    start, first, warm, stop = ray_costs()
     serial = statistics.median(walls["serial"])
     print(f"{SPEC} --smoke {' '.join('--set ' + s for s in args.sets)}".rstrip())
     print(f"{SLOTS} cores, medians of {args.repeats} interleaved repeats")
@@ -112,7 +114,7 @@ def main() -> None:
     print(f"an `expc run` that trains nothing: {statistics.median(idle):.2f} s")
     print(
         f"Ray: start {start:.2f} s, a worker's first task {first:.2f} s, "
-        f"a warm task {warm * 1e3:.1f} ms"
+        f"a warm task {warm * 1e3:.1f} ms, stop {stop:.2f} s"
     )
 
 

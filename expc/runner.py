@@ -257,6 +257,13 @@ def _execute(
             f"--jobs runs local processes; with the {launch.launcher} launcher, each run is "
             "placed by it (set CPUs per run with --cpus)"
         )
+    if target.ensemble != "off" and (launch.launcher != "local" or session.jobs > 1):
+        placed = f"the {launch.launcher} launcher" if launch.launcher != "local" else "--jobs"
+        raise RunError(
+            f"`target.ensemble = {target.ensemble}` trains its runs together in this process; "
+            f"{placed} places each run on its own (use one, or take `ensemble` out of the "
+            "spec's target block)"
+        )
     ddp = target.devices if target.strategy == "ddp" else 1
     tracker = _tracker(session, compiled.spec)
     with _live_tracking(session, tracker, experiment_dir, failed):
@@ -312,9 +319,17 @@ def _execute(
                 import torch
 
                 torch.set_num_threads(launch.cpus)
+            configs = {name: config_of(name) for name in pending}
+            groups = _ensembles(compiled.spec, configs)
             with progress_bar() as bar:
-                for name in pending:
-                    config = config_of(name)
+                for group in (g for g in groups if len(g) > 1):
+                    for name, why in _train_ensemble(
+                        module, group, configs, experiment_dir, session, resumes, bar
+                    ).items():
+                        failed[name] = why
+                    _sync(session, tracker, experiment_dir, failed)
+                for name in (g[0] for g in groups if len(g) == 1):
+                    config = configs[name]
                     task = Progress(
                         bar, name, getattr(config.train, "total_steps", config.train.steps)
                     )
@@ -406,6 +421,63 @@ def _live_tracking(
     finally:
         stop.set()
         thread.join()
+
+
+def _ensembles(spec: ir.Spec, configs: dict[str, Any]) -> list[list[str]]:
+    """The runs to train grouped into the ensembles `target.ensemble` asks for (each run on
+    its own without it): runs that differ only in the objective's `ensemble_fields`."""
+    from expc.runtime.ensemble import ensemble_groups
+
+    chosen = spec.config.target.ensemble
+    if chosen == "off" or len(configs) < 2:
+        return [[name] for name in configs]
+    fields = components.for_config(spec.config).objective.ensemble_fields
+    plain = {name: dataclasses.asdict(config) for name, config in configs.items()}
+    return ensemble_groups(plain, fields, cap=None if chosen == "auto" else int(chosen))
+
+
+def _train_ensemble(
+    module: Any,
+    group: list[str],
+    configs: dict[str, Any],
+    experiment_dir: Path,
+    session: Session,
+    resumes: dict[str, bool],
+    bar: Any,
+) -> dict[str, str]:
+    """One ensemble of runs in this process; returns the runs that failed, with why. Each
+    member's folder is claimed, recorded and summarised as a run trained on its own."""
+    from contextlib import ExitStack
+
+    from expc.runtime.progress import Progress
+
+    folders = [experiment_dir / name for name in group]
+    tasks = [
+        Progress(bar, name, getattr(configs[name].train, "total_steps", configs[name].train.steps))
+        for name in group
+    ]
+    bar.console.print(f"[bold]ensemble[/] of {len(group)} runs: {', '.join(group)}")
+    try:
+        with ExitStack() as claims:
+            for folder in folders:  # one writer per run folder
+                claims.enter_context(claim(folder))
+            finals = module.train_ensemble(
+                [configs[name] for name in group],
+                folders,
+                tasks,
+                device=session.device,
+                resume=[resumes[name] for name in group],
+            )
+    except (RunError, OSError) as error:  # these runs cannot go on; the others can
+        problem = describe(error, ", ".join(group))
+        for folder in folders:
+            log_failure(folder, problem)
+        bar.console.print(f"[bold red]ensemble {', '.join(group)}: failed[/]: {problem}")
+        return {name: problem for name in group}
+    for name, folder, final in zip(group, folders, finals, strict=True):
+        integrity.record(folder)  # what "finished" is checked against
+        bar.console.print(f"[bold]{name}[/]: {summary(final)}")
+    return {}
 
 
 def _job(

@@ -168,7 +168,9 @@ def _run(spec: Path, out: Path, *extra: str) -> None:
     command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(out)]
     command += ["--generated", str(spec.parent / "generated"), *extra]
     result = subprocess.run(command, cwd=spec.parent, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # A failed run's own log is what says why (a rank's traceback, a gloo abort).
+    logs = "".join(f"\n--- {log}\n{log.read_text()[-4000:]}" for log in out.rglob("job.log"))
+    assert result.returncode == 0, result.stdout + result.stderr + logs
 
 
 def _rows(folder: Path) -> list[dict]:

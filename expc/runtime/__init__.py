@@ -10,6 +10,7 @@ from expc.runtime.checkpoint import load_checkpoint, restore_rng, save_checkpoin
 from expc.runtime.data import read_text_corpus
 from expc.runtime.device import resolve_device
 from expc.runtime.distributed import World, init_distributed
+from expc.runtime.ensemble import Ensemble
 from expc.runtime.errors import RunError
 from expc.runtime.launch import apply_overrides, main
 from expc.runtime.metrics import MetricsLogger, read_metrics
@@ -19,6 +20,7 @@ from expc.runtime.seeding import configure_torch
 from expc.runtime.stability import SpikeCounter
 
 __all__ = [
+    "Ensemble",
     "MetricsLogger",
     "Progress",
     "RunError",

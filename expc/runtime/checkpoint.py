@@ -25,7 +25,7 @@ def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
     """
     path = Path(path)
     state = {
-        name: part.state_dict() if hasattr(part, "state_dict") else part
+        name: _own_storage(part.state_dict() if hasattr(part, "state_dict") else part)
         for name, part in parts.items()
     }
     state["step"] = step
@@ -50,6 +50,23 @@ def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
             f"{tmp}: the write stopped short (a full disk, or a file-size limit)"
         ) from None
     os.replace(tmp, path)
+
+
+def _own_storage(value: Any) -> Any:
+    """`value` with every tensor that views a larger storage copied out: torch.save writes
+    a view's whole storage, so an ensemble member's weights (slices of the stacked
+    parameters, expc/runtime/ensemble.py) would otherwise carry every member's."""
+    if isinstance(value, torch.Tensor):
+        whole = value.untyped_storage().nbytes()
+        return value.clone() if whole > value.numel() * value.element_size() else value
+    if isinstance(value, dict):
+        copied = type(value)((key, _own_storage(item)) for key, item in value.items())
+        if hasattr(value, "_metadata"):  # a module state dict's versions, for loading it
+            copied._metadata = value._metadata  # type: ignore[attr-defined]
+        return copied
+    if isinstance(value, list | tuple) and not hasattr(value, "_fields"):
+        return type(value)(_own_storage(item) for item in value)
+    return value
 
 
 def restore_rng(state: dict[str, Any]) -> None:

@@ -92,6 +92,9 @@ class TargetSupport:
     # The spec paths of the batch sizes each DDP rank splits (`train.batch_size`).
     ddp_batch: tuple[Path, ...] = ()
     variable: frozenset[str] = frozenset()  # target fields that may differ between runs
+    # `ensemble`: the runs that differ only in `Objective.ensemble_fields` may train as one
+    # vectorized ensemble (the template emits `train_ensemble`).
+    ensemble: bool = False
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity
@@ -111,6 +114,9 @@ class Objective:
     default_metrics: tuple[str, ...]
     templates: dict[str, str]
     target: TargetSupport = TargetSupport()
+    # The run-config paths (`seed`, `train.lr`, a whole section `eval`) in which the members
+    # of one ensemble may differ; every other value is the ensemble's shared structure.
+    ensemble_fields: tuple[str, ...] = ()
     run_rules: tuple[RunRule, ...] = ()
     spec_rules: tuple[SpecRule, ...] = ()
     variable_structure: frozenset[Path] = frozenset()

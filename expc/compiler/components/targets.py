@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainValidator
 
 from expc.compiler import ir
 from expc.compiler.diagnostics import Diagnostic
@@ -21,6 +21,20 @@ if TYPE_CHECKING:
     from expc.compiler.components.registry import Composition
 
 
+MAX_ENSEMBLE = 256
+
+
+def _ensemble(value: Any) -> str | int:
+    """`off`, `auto`, or the most members one ensemble holds (2 or more)."""
+    if value in ("off", "auto"):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= MAX_ENSEMBLE:
+        return value
+    raise ValueError(
+        f"`ensemble` is `off`, `auto` or the most members of one ensemble (2 to {MAX_ENSEMBLE})"
+    )
+
+
 class Target(Node):
     """`target cpu { ... }` or `target cuda { ... }`: where and how generated code runs.
 
@@ -28,6 +42,9 @@ class Target(Node):
     compile: wrap the training model in torch.compile. kernels: `triton` replaces the
     SDPA-output gate with a fused Triton kernel (forward and backward). strategy/devices:
     single-process, or DDP over `devices` processes per node (gloo on CPU, nccl on CUDA).
+    ensemble: `auto` trains the runs that differ only in seed or in scalar settings (the
+    objective's `ensemble_fields`) as one vectorized ensemble per process; a number caps
+    the members of one ensemble; `off` (default) trains each run in its own loop.
     """
 
     device: Literal["cpu", "cuda"] = Field("cpu", json_schema_extra=STRUCTURAL)
@@ -39,6 +56,9 @@ class Target(Node):
     strategy: Literal["single", "ddp"] = Field("single", json_schema_extra=STRUCTURAL)
     devices: Annotated[int, Field(ge=1, le=1024)] = 1
     threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
+    ensemble: Annotated[str | int, PlainValidator(_ensemble)] = Field(
+        "off", json_schema_extra=STRUCTURAL
+    )
 
 
 def _shown(value: Any) -> str:
@@ -65,7 +85,7 @@ def _supported(composition: Composition) -> Iterator[Any]:
                     target.span_of(name),
                     help=f"`objective {objective.kind}` supports `{name}` = {choices}",
                 )
-        for name in ("precision", "compile", "kernels"):
+        for name in ("precision", "compile", "kernels", "ensemble"):
             values = {getattr(run.config.target, name) for run in spec.runs}
             if len(values) > 1 and name not in support.variable:
                 span = next(
@@ -123,6 +143,51 @@ def _fp16_needs_cuda(spec: ir.Spec) -> Iterator[Diagnostic]:
             return
 
 
+def _ensembles(composition: Composition) -> Iterator[Any]:
+    objective = composition.objective
+
+    def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
+        target = spec.config.target
+        if target.ensemble == "off":
+            return
+        where = target.span_of("ensemble")
+        if not objective.target.ensemble:
+            from expc.compiler.components.registry import all_objectives
+
+            able = [k for k, o in all_objectives().items() if o.target.ensemble]
+            yield Diagnostic(
+                f"`objective {objective.kind}` does not train ensembles "
+                f"(`target.ensemble = {target.ensemble}`)",
+                where,
+                help=f"ensembles train `objective {' | '.join(able)}`; "
+                "remove `ensemble` to train each run on its own",
+            )
+            return
+        # The vectorized step is the fp32 eager single-process one; the others would need
+        # their own batched versions.
+        plain = {"strategy": "single", "precision": "fp32", "compile": False, "kernels": "eager"}
+        reported: set[str] = set()
+        for run in spec.runs:
+            for name, value in plain.items():
+                chosen = getattr(run.config.target, name)
+                if chosen == value or name in reported:
+                    continue
+                reported.add(name)
+                yield Diagnostic(
+                    f"`target.ensemble` trains fp32 eager single-process steps, not "
+                    f"`target.{name} = {_shown(chosen)}`",
+                    run.config.target.span_of(name),
+                    help=f"remove `{name}` or `ensemble` from the target block",
+                )
+
+    yield rule
+
+
 def target_rules(composition: Composition) -> tuple[Any, ...]:
     """The spec rules every objective's target is checked by."""
-    return (*_supported(composition), *_ddp_splits_the_batch(composition), _fp16_needs_cuda)
+    return (
+        *_supported(composition),
+        *_ddp_splits_the_batch(composition),
+        _fp16_needs_cuda,
+        *_ensembles(composition),
+    )

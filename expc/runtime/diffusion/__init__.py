@@ -20,7 +20,13 @@ from expc.runtime.diffusion.memorization import (
 )
 from expc.runtime.diffusion.quality import QualityReference
 from expc.runtime.diffusion.sampling import sample
-from expc.runtime.diffusion.schedule import NoiseSchedule, denoising_loss, make_schedule
+from expc.runtime.diffusion.schedule import (
+    NoiseSchedule,
+    denoising_loss,
+    make_schedule,
+    noise_prediction_loss,
+    noising,
+)
 from expc.runtime.diffusion.timescales import log_spaced_steps, tau_gen, tau_mem
 
 __all__ = [
@@ -34,6 +40,8 @@ __all__ = [
     "make_schedule",
     "memorization_fraction",
     "nearest_two",
+    "noise_prediction_loss",
+    "noising",
     "procedural_shapes",
     "sample",
     "save_image_grid",

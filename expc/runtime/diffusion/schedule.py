@@ -97,11 +97,32 @@ def denoising_loss(
     `shard` (DDP): (t, eps) are drawn for the whole batch, then each rank keeps its slice of
     images, timesteps and noise, so the ranks together see exactly the one-process batch.
     """
+    t, noise = noising(x0, schedule, generator)
+    if shard is not None:
+        x0, t, noise = shard(x0), shard(t), shard(noise)
+    return noise_prediction_loss(eps_model, x0, t, noise, schedule)
+
+
+def noising(
+    x0: torch.Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random half of `denoising_loss`: t ~ U{0, ..., T-1} and eps ~ N(0, I) per image,
+    in this order from `generator` (the global RNG without one). An ensemble member draws
+    them here from its own generator, exactly as its standalone run does."""
     # Drawn where the generator lives (a CPU generator also serves a CUDA model), then moved.
     device = generator.device if generator is not None else x0.device
     t = torch.randint(0, schedule.steps, (x0.shape[0],), generator=generator, device=device)
     noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
-    t, noise = t.to(x0.device), noise.to(x0.device)
-    if shard is not None:
-        x0, t, noise = shard(x0), shard(t), shard(noise)
+    return t.to(x0.device), noise.to(x0.device)
+
+
+def noise_prediction_loss(
+    eps_model: EpsModel,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    schedule: NoiseSchedule,
+) -> torch.Tensor:
+    """The deterministic half of `denoising_loss`: ||eps - eps_theta(x_t, t)||^2 averaged,
+    for drawn (t, eps). It draws nothing, so it also runs under vmap (ensembles)."""
     return F.mse_loss(eps_model(schedule.q_sample(x0, t, noise), t), noise)

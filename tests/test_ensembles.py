@@ -1,0 +1,302 @@
+"""Vectorized ensembles (`target { ensemble = auto }`): a member is its standalone run.
+
+A member must start from the standalone run's parameters, draw its batches, and reach its
+losses within float tolerance; one member's divergence stops only that member; an
+interrupted ensemble resumes to the uninterrupted result; `expc run` groups the runs that
+differ only in seed or scalar settings, and each run folder is a standalone run's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from expc.compiler.pipeline import compile_path
+from expc.runtime.checkpoint import load_checkpoint
+from expc.runtime.ensemble import Ensemble, ensemble_groups
+
+DIFFUSION = """\
+experiment {name} {{ seeds = 3 }}
+data shapes {{ n = 16 held_out = 64 size = 8 }}
+model {model}
+objective diffusion {{}}
+train {{ steps = {steps} batch_size = 8 lr = 2e-3 {train} }}
+eval {{ first_eval = 1 evaluations = {evaluations} samples = 16 sampling_steps = 3 loss_images = 8 }}
+target cpu {{ ensemble = auto threads = 1 }}
+metrics = [{metrics}]
+{extra}
+"""
+
+
+def _package(tmp_path: Path, name: str, **fields: object) -> object:
+    """Compile a diffusion spec into tmp_path and import its train module."""
+    values = {
+        "name": name,
+        "model": "unet { width = 16 }",
+        "steps": 50,
+        "train": "",
+        "evaluations": 50,
+        "metrics": "train_loss",
+        "extra": "",
+        **fields,
+    }
+    spec = tmp_path / f"{name}.exp"
+    spec.write_text(DIFFUSION.format(**values))
+    compiled = compile_path(spec)
+    for file, text in compiled.files.items():  # "NAME/train.py", ...
+        (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "generated" / file).write_text(text)
+    sys.path.insert(0, str(tmp_path / "generated"))
+    try:
+        return importlib.import_module(f"{name}.train")
+    finally:
+        sys.path.remove(str(tmp_path / "generated"))
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def _losses(folder: Path) -> list[float]:
+    return [row["train_loss"] for row in _rows(folder)]
+
+
+@pytest.mark.parametrize(
+    "model", ["unet { width = 16 }", "transformer { layers = 1 width = 32 heads = 2 patch = 2 }"]
+)
+def test_members_start_where_their_runs_start_and_match_them_over_50_steps(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every member (3 seeds, one with another lr) against its standalone run: the same
+    initial parameters bit for bit, the same first batch (the step-1 loss agrees to float
+    rounding), and per-step losses within float tolerance for 50 steps."""
+    name = "unet_eq" if model.startswith("unet") else "dit_eq"
+    train = _package(
+        tmp_path, name, model=model, extra="variant base {}\nvariant slow { train.lr = 5e-4 }"
+    )
+    runs = list(train.RUNS.values())
+    assert len(runs) == 6  # 2 variants x 3 seeds, all in one ensemble (lr is per member)
+
+    # Every network either loop builds, as it was built: the members' in the ensemble's
+    # order, then the standalone runs'.
+    network = "UNet" if model.startswith("unet") else "DiT"
+    built: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(getattr(train, network)):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append({k: v.clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(train, network, Recorded)
+    # Each step's loss, as both loops report it to their progress sink.
+    ensemble_steps = [_Steps() for _ in runs]
+    alone_steps = [_Steps() for _ in runs]
+    ensembled = tmp_path / "ensemble"
+    train.train_ensemble(runs, [ensembled / r.name for r in runs], ensemble_steps)
+    for run, steps in zip(runs, alone_steps):
+        train.train(run, tmp_path / "alone" / run.name, steps)
+    members, alone = built[: len(runs)], built[len(runs) :]
+    for run, mine, theirs in zip(runs, members, alone, strict=True):
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), run.name
+    for run, mine, theirs in zip(runs, ensemble_steps, alone_steps):
+        assert len(mine.losses) == len(theirs.losses) == 50
+        assert mine.losses[0] == pytest.approx(theirs.losses[0], rel=1e-5), run.name
+        assert mine.losses == pytest.approx(theirs.losses, rel=2e-3, abs=1e-4), run.name
+        rows = _rows(ensembled / run.name), _rows(tmp_path / "alone" / run.name)
+        assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]]
+    # The lr variant is its own run: its losses are not the base run's.
+    assert ensemble_steps[0].losses != ensemble_steps[3].losses
+
+
+class _Steps:
+    """A progress sink that keeps every step's loss."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def advance(self, loss: float | None = None, steps: int = 1) -> None:
+        if loss is not None:
+            self.losses.append(loss)
+
+
+def test_a_diverging_member_stops_alone_and_the_others_finish_as_standalone(
+    tmp_path: Path,
+) -> None:
+    train = _package(
+        tmp_path,
+        "diverge",
+        steps=12,
+        evaluations=4,
+        extra="variant huge { train.lr = 10 }\nvariant fine {}",
+    )
+    runs = [r for r in train.RUNS.values() if r.seed == 0]
+    assert [r.train.lr for r in runs] == [10, 2e-3]
+    folders = [tmp_path / "ens" / r.name for r in runs]
+    with torch.autograd.set_detect_anomaly(False):
+        train.train_ensemble(runs, folders)
+    diverged = _rows(folders[0])
+    assert diverged[-1].get("diverged") == 1 and diverged[-1]["step"] < 12
+    train.train(runs[1], tmp_path / "alone")
+    assert _losses(folders[1]) == pytest.approx(_losses(tmp_path / "alone"), rel=2e-3, abs=1e-4)
+    assert _rows(folders[1])[-1]["step"] == 12
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter:
+    """A progress sink that interrupts the process after `steps` steps of one member."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def advance(self, loss: float | None = None, steps: int = 1) -> None:
+        if loss is None:
+            return
+        self.left -= 1
+        if self.left < 0:
+            raise _Interrupt
+
+
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    train = _package(tmp_path, "resumed", steps=10, evaluations=5, train="checkpoint_every = 4")
+    runs = list(train.RUNS.values())
+    whole = [tmp_path / "whole" / r.name for r in runs]
+    train.train_ensemble(runs, whole)
+    cut = [tmp_path / "cut" / r.name for r in runs]
+    with pytest.raises(_Interrupt):  # during step 7: the checkpoint of step 4 is the last
+        train.train_ensemble(runs, cut, [_StopAfter(6), None, None])
+    assert all(load_checkpoint(f / "checkpoint.pt")["step"] == 4 for f in cut)
+    train.train_ensemble(runs, cut, resume=[True] * 3)
+    for a, b in zip(whole, cut):
+        mine, theirs = _rows(a), _rows(b)
+        assert [r["step"] for r in mine] == [r["step"] for r in theirs]
+        assert [r["train_loss"] for r in mine] == pytest.approx([r["train_loss"] for r in theirs])
+    # A member's checkpoint is the standalone format: the standalone loop resumes from it.
+    train.train(runs[0], cut[0], resume=True)
+    assert _rows(cut[0])[-1]["step"] == 10
+
+
+def test_expc_run_groups_runs_by_structure_and_writes_standalone_folders(tmp_path: Path) -> None:
+    spec = tmp_path / "grouped.exp"
+    spec.write_text(
+        DIFFUSION.format(
+            name="grouped",
+            model="unet { width = 8 groups = 4 }",
+            steps=6,
+            train="",
+            evaluations=2,
+            metrics="train_loss, test_denoising_loss, memorization",
+            extra="sweep width { model.width = [8, 16] }\n",
+        ).replace("ensemble = auto", "ensemble = 2")
+    )
+    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
+    command += ["--generated", str(tmp_path / "generated")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Width is structure: two ensembles per width, of at most 2 members (seeds 0, 1), then
+    # seed 2 on its own.
+    assert result.stdout.count("ensemble of 2 runs") == 2, result.stdout
+    experiment = tmp_path / "runs" / "grouped"
+    runs = sorted(p.name for p in experiment.iterdir() if p.is_dir())
+    assert len(runs) == 6
+    for run in runs:
+        for file in ("config.json", "metrics.jsonl", "checkpoint.pt", "integrity.json"):
+            assert (experiment / run / file).is_file(), (run, file)
+        assert _rows(experiment / run)[-1]["step"] == 6
+    assert (experiment / "report.md").is_file()
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0 and "ensemble of" not in again.stdout  # all up to date
+
+
+def test_ensembles_refuse_other_launchers_with_a_message(tmp_path: Path) -> None:
+    spec = tmp_path / "jobs.exp"
+    spec.write_text(
+        DIFFUSION.format(
+            name="jobs",
+            model="unet { width = 8 groups = 4 }",
+            steps=2,
+            train="",
+            evaluations=1,
+            metrics="train_loss",
+            extra="",
+        )
+    )
+    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
+    command += ["--generated", str(tmp_path / "generated"), "--jobs", "2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "trains its runs together in this process; --jobs" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_groups_split_on_structure_and_respect_the_cap() -> None:
+    def config(seed: int, lr: float, width: int) -> dict:
+        return {
+            "name": f"r{seed}_{lr}_{width}",
+            "seed": seed,
+            "train": {"lr": lr},
+            "model": {"width": width},
+            "eval": {"samples": seed},
+        }
+
+    configs = {
+        c["name"]: c
+        for c in (config(s, lr, w) for w in (8, 16) for lr in (1.0, 2.0) for s in range(3))
+    }
+    groups = ensemble_groups(configs, ("seed", "train.lr", "eval"))
+    assert [len(g) for g in groups] == [6, 6]
+    assert all(len({configs[n]["model"]["width"] for n in g}) == 1 for g in groups)
+    assert [len(g) for g in ensemble_groups(configs, ("seed", "eval"), cap=2)] == [2, 1] * 4
+    # `eval.samples` differs with the seed: without "eval", only the two lrs of one seed
+    # and width share a structure.
+    groups = ensemble_groups(configs, ("seed", "train.lr"))
+    assert [len(g) for g in groups] == [2] * 6
+    assert all(len({configs[n]["seed"] for n in g}) == 1 for g in groups)
+    assert ensemble_groups(configs, ()) == [[n] for n in configs]
+
+
+class _Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 4, bias=False)
+        self.head = nn.Linear(4, 4, bias=False)
+        self.head.weight = self.embed.weight
+        self.register_buffer("scale", torch.tensor(2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x)) * self.scale
+
+
+def test_members_are_views_of_the_stack_and_keep_tied_weights() -> None:
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(_Tied())
+    before = [m.embed.weight.detach().clone() for m in members]
+    ensemble = Ensemble(members)
+    for k, member in enumerate(members):
+        assert torch.equal(member.embed.weight, before[k])
+        assert member.head.weight is member.embed.weight  # still one parameter
+        assert member.embed.weight.data_ptr() == ensemble.params["embed.weight"][k].data_ptr()
+    x = torch.randn(3, 5, 4)
+    losses = ensemble.losses(lambda model, xs: model(xs).square().mean(), x)
+    for k, member in enumerate(members):
+        assert losses[k].item() == pytest.approx(member(x[k]).square().mean().item(), rel=1e-6)
+    ensemble.backward(losses, [0, 2])
+    assert members[1].embed.weight.grad is None  # an inactive member gets no gradient
+    reference = _Tied()
+    reference.load_state_dict(members[2].state_dict())
+    reference(x[2]).square().mean().backward()
+    assert torch.allclose(members[2].embed.weight.grad, reference.embed.weight.grad, atol=1e-6)
+    with pytest.raises(ValueError, match="one architecture"):
+        Ensemble([_Tied(), nn.Linear(4, 4)])

@@ -10,6 +10,9 @@ storage). So the two halves of a training step work at their natural granularity
   evaluation, checkpoint, `load_state_dict` on resume) works on the member's module as
   in a standalone run, and writes through to the stack.
 
+When members stop (diverged, memorized, at their last step), the loop forms a new
+ensemble of the others: the stopped ones cost nothing from then on.
+
 A member is built exactly as its standalone run builds its network (same seed, same
 init), so the two start from the same parameters; vmap changes only the order of float
 operations, not what is computed.
@@ -54,6 +57,19 @@ class Ensemble:
             _rebind(member, self.params, self.buffers, k)
         self._member_params = [dict(m.named_parameters()) for m in members]
 
+    def release(self) -> None:
+        """Give every member back parameters and buffers of its own (copies of its slice),
+        before the stack is dropped: a member that leaves the ensemble keeps its values,
+        and its checkpoint never carries the others'."""
+        for member in self.members:
+            for parameter in member.parameters():
+                parameter.data = parameter.data.clone()
+                parameter.grad = None
+            for name, buffer in list(member.named_buffers()):
+                owner, _, leaf = name.rpartition(".")
+                module = member.get_submodule(owner) if owner else member
+                module._buffers[leaf] = buffer.clone()
+
     def __len__(self) -> int:
         return len(self.members)
 
@@ -73,11 +89,12 @@ class Ensemble:
             warnings.filterwarnings("ignore", message=_FALLBACK_WARNING)
             return vmap(one, randomness="error")(self.params, self.buffers, *inputs)
 
-    def backward(self, losses: torch.Tensor, active: Sequence[int]) -> None:
-        """Backpropagate the losses of the `active` members and hand each its gradients
-        (views of the stacked gradients), so that its optimiser steps as a standalone
-        run's would. The others get no gradient: a stopped or diverged member's optimiser
-        is not stepped, and its NaNs never reach another member."""
+    def backward(self, losses: torch.Tensor, active: Sequence[int] | None = None) -> None:
+        """Backpropagate the losses of the `active` members (all by default) and hand each
+        its gradients (views of the stacked gradients), so that its optimiser steps as a
+        standalone run's would. Each member's loss reaches only its own parameters, so a
+        member's NaNs never reach another; the inactive ones get no gradient."""
+        active = range(len(self)) if active is None else active
         for stacked in self.params.values():
             stacked.grad = None
         for member in self._member_params:
@@ -112,16 +129,12 @@ def _get(module: nn.Module, name: str) -> torch.Tensor:
 def _rebind(
     member: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], k: int
 ) -> None:
-    """Make member k's parameters and buffers views of slice k of the stacks. A parameter
-    shared by several submodules (tied weights) stays one parameter."""
-    replaced: dict[int, nn.Parameter] = {}
-    canonical = {id(p): name for name, p in member.named_parameters()}
-    for name, parameter in list(member.named_parameters(remove_duplicate=False)):
-        if id(parameter) not in replaced:
-            view = params[canonical[id(parameter)]].detach()[k]
-            replaced[id(parameter)] = nn.Parameter(view, requires_grad=parameter.requires_grad)
-        owner, _, leaf = name.rpartition(".")
-        setattr(member.get_submodule(owner) if owner else member, leaf, replaced[id(parameter)])
+    """Make member k's parameters and buffers views of slice k of the stacks. The
+    Parameter objects stay the same (only their `.data` moves), so an optimiser or EMA
+    built on the member before keeps working, tied weights stay tied, and an ensemble can
+    be formed again from some of its members."""
+    for name, parameter in member.named_parameters():
+        parameter.data = params[name].detach()[k]
     for name, _ in list(member.named_buffers()):
         owner, _, leaf = name.rpartition(".")
         module = member.get_submodule(owner) if owner else member

@@ -114,6 +114,7 @@ def support_table() -> list[dict[str, str]]:
                 "kernels": ", ".join(support.kernels),
                 "strategy": ", ".join(support.strategy),
                 "varies": ", ".join(sorted(support.variable)) or "-",
+                "ensemble": "yes" if support.ensemble else "no",
             }
         )
     return rows

@@ -36,28 +36,40 @@ sys.path.insert(0, str(ROOT))
 from expc.compiler.pipeline import compile_path  # noqa: E402
 from expc.runtime.ensemble import Ensemble  # noqa: E402
 
-SPECS = {  # name: (committed spec, seeds per run), K = 8 members each
-    "diffusion U-Net (width 16)": ("specs/diffusion_memorization.exp", 2),  # 4 n x 2 seeds
-    "diffusion DiT (2 x 64)": ("specs/diffusion_dit_memorization.exp", 1),  # 2 x 4 n
+# name: (committed spec, its changes); K = 8 members each, trained STEPS steps, metrics
+# that need no evaluation beyond the last step's.
+SPECS = {
+    "diffusion U-Net (width 16)": (  # 4 sample counts x 2 seeds
+        "specs/diffusion_memorization.exp",
+        "experiment {{ seeds = 2 }}\ntrain {{ steps = {steps} }}\n"
+        "eval {{ first_eval = {steps} evaluations = 1 }}\nmetrics = [train_loss]\n",
+    ),
+    "diffusion DiT (2 x 64, ungated)": (  # 4 sample counts x 2 seeds
+        "specs/diffusion_dit_memorization.exp",
+        "experiment {{ seeds = 2 }}\nremove variant.gated\ntrain {{ steps = {steps} }}\n"
+        "eval {{ first_eval = {steps} evaluations = 1 }}\nmetrics = [train_loss]\n",
+    ),
+    "CRL (depth 4, width 64, batch 256)": (  # 2 mazes x 4 seeds, the depth-4 runs only
+        "specs/crl_depth.exp",
+        "experiment {{ seeds = 4 }}\nremove sweep.depth\n"
+        "train {{ steps = {steps} eval_every = {steps} }}\n"
+        "metrics = [critic_loss, categorical_accuracy]\n",
+    ),
 }
 REPEATS = 3
 
 
-def spec_text(base: str, seeds: int, steps: int) -> str:
+def spec_text(base: str, changes: str, steps: int) -> str:
     return (
         f'extends "{ROOT / base}"\n'
-        f"experiment {{ seeds = {seeds} }}\n"
-        f"train {{ steps = {steps} }}\n"
-        f"eval {{ first_eval = {steps} evaluations = 1 }}\n"
-        "target cpu { ensemble = auto threads = 1 }\n"
-        "metrics = [train_loss]\n"
+        "target cpu { ensemble = auto threads = 1 }\n" + changes.format(steps=steps)
     )
 
 
-def package(base: str, seeds: int, steps: int, folder: Path) -> object:
+def package(base: str, changes: str, steps: int, folder: Path) -> object:
     name = Path(base).stem
     spec = folder / f"{name}.exp"
-    spec.write_text(spec_text(base, seeds, steps))
+    spec.write_text(spec_text(base, changes, steps))
     for file, text in compile_path(spec).files.items():
         (folder / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
         (folder / "generated" / file).write_text(text)
@@ -72,9 +84,9 @@ def timed(work: Callable[[], object]) -> float:
 
 
 def whole_runs(steps: int, repeats: int) -> None:
-    for label, (base, seeds) in SPECS.items():
+    for label, (base, changes) in SPECS.items():
         with tempfile.TemporaryDirectory() as tmp:
-            train = package(base, seeds, steps, Path(tmp))
+            train = package(base, changes, steps, Path(tmp))
             runs = list(train.RUNS.values())
             out = Path(tmp) / "runs"
             alone, together = [], []
@@ -86,8 +98,11 @@ def whole_runs(steps: int, repeats: int) -> None:
                 started = time.perf_counter()
                 train.train_ensemble(runs, [out / f"e{repeat}" / r.name for r in runs])
                 together.append(time.perf_counter() - started)
-            members = [train.build_member(r, out, None, False, torch.device("cpu")) for r in runs]
-            per_member = Ensemble([m.model for m in members]).bytes_per_member()
+            members = [
+                train.build_member(r, out / "m", None, False, torch.device("cpu")) for r in runs
+            ]
+            networks = [getattr(m, "model", None) or m.agent for m in members]
+            per_member = Ensemble(networks).bytes_per_member()
             a, b = statistics.median(alone), statistics.median(together)
             print(
                 f"{label}, K = {len(runs)}, {steps} steps: {len(runs)} runs one after another "

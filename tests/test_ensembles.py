@@ -21,6 +21,7 @@ from torch import nn
 from expc.compiler.pipeline import compile_path
 from expc.runtime.checkpoint import load_checkpoint
 from expc.runtime.ensemble import Ensemble, ensemble_groups
+from expc.runtime.errors import RunError
 
 DIFFUSION = """\
 experiment {name} {{ seeds = {seeds} }}
@@ -310,5 +311,86 @@ def test_members_are_views_of_the_stack_and_keep_tied_weights() -> None:
     reference.load_state_dict(members[2].state_dict())
     reference(x[2]).square().mean().backward()
     assert torch.allclose(members[2].embed.weight.grad, reference.embed.weight.grad, atol=1e-6)
-    with pytest.raises(ValueError, match="one architecture"):
+    with pytest.raises(RunError, match="one architecture"):
         Ensemble([_Tied(), nn.Linear(4, 4)])
+
+
+CRL = """\
+experiment {name} {{ seeds = 2 }}
+data maze {{ task = u_maze num_envs = 8 eval_envs = 4 episode_length = 10 }}
+model residual_mlp {{ depth = 4 width = 16 }}
+objective crl {{}}
+train {{ steps = {steps} batch_size = 16 prefill = 10 unroll_length = 5 updates_per_unroll = 2
+  eval_every = 10 {train} }}
+target cpu {{ ensemble = auto threads = 1 }}
+metrics = [success_rate, time_at_goal, critic_loss, categorical_accuracy, actor_loss, alpha]
+variant base {{}}
+variant other {{ train.lr = 1e-3 objective.logsumexp_penalty = 0.2 data.task = big_maze
+  train.steps = {short} }}
+"""
+
+
+def _crl_package(tmp_path: Path, name: str, steps: int, short: int, train: str = "") -> object:
+    spec = tmp_path / f"{name}.exp"
+    spec.write_text(CRL.format(name=name, steps=steps, short=short, train=train))
+    for file, text in compile_path(spec).files.items():
+        (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "generated" / file).write_text(text)
+    sys.path.insert(0, str(tmp_path / "generated"))
+    try:
+        return importlib.import_module(f"{name}.train")
+    finally:
+        sys.path.remove(str(tmp_path / "generated"))
+
+
+def test_crl_members_match_their_standalone_runs_over_50_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRL members (2 seeds x 2 variants that differ in lr, logsumexp penalty, maze and
+    steps) against their standalone runs: the same initial networks bit for bit, the same
+    environments and batches (the first critic loss agrees to float rounding), per-step
+    critic losses within float tolerance, and the same evaluations."""
+    train = _crl_package(tmp_path, "crl_eq", steps=50, short=30)
+    runs = list(train.RUNS.values())
+    built: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(train.Agent):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append({k: v.clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(train, "Agent", Recorded)
+    ensemble_steps = [_Steps() for _ in runs]
+    alone_steps = [_Steps() for _ in runs]
+    ensembled = tmp_path / "ensemble"
+    train.train_ensemble(runs, [ensembled / r.name for r in runs], ensemble_steps)
+    for run, steps in zip(runs, alone_steps, strict=True):
+        train.train(run, tmp_path / "alone" / run.name, steps)
+    for run, mine, theirs in zip(runs, built[: len(runs)], built[len(runs) :], strict=True):
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), run.name
+    for run, mine, theirs in zip(runs, ensemble_steps, alone_steps, strict=True):
+        assert len(mine.losses) == len(theirs.losses) == run.train.steps
+        assert mine.losses[0] == pytest.approx(theirs.losses[0], rel=1e-6), run.name
+        assert mine.losses == pytest.approx(theirs.losses, rel=1e-4, abs=1e-5), run.name
+        rows = _rows(ensembled / run.name), _rows(tmp_path / "alone" / run.name)
+        assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]]
+        for key in ("success_rate", "time_at_goal", "categorical_accuracy"):
+            assert [r[key] for r in rows[0]] == pytest.approx([r[key] for r in rows[1]], abs=1e-4)
+    assert ensemble_steps[0].losses != ensemble_steps[2].losses  # the variant is its own run
+
+
+def test_an_interrupted_crl_ensemble_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    train = _crl_package(tmp_path, "crl_resumed", steps=30, short=20, train="checkpoint_every = 10")
+    runs = list(train.RUNS.values())
+    whole = [tmp_path / "whole" / r.name for r in runs]
+    train.train_ensemble(runs, whole)
+    cut = [tmp_path / "cut" / r.name for r in runs]
+    with pytest.raises(_Interrupt):  # during step 15: the checkpoint of step 10 is the last
+        train.train_ensemble(runs, cut, [_StopAfter(14), None, None, None])
+    assert all(load_checkpoint(f / "checkpoint.pt")["step"] == 10 for f in cut)
+    train.train_ensemble(runs, cut, resume=[True] * len(runs))
+    for a, b in zip(whole, cut, strict=True):
+        mine, theirs = _rows(a), _rows(b)
+        assert [r["step"] for r in mine] == [r["step"] for r in theirs]
+        for key in ("critic_loss", "success_rate", "alpha"):
+            assert [r[key] for r in mine] == pytest.approx([r[key] for r in theirs]), key

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from expc.runtime.errors import RunError
+
 # vmap runs SDPA's CPU flash kernel through its slow (per-member) fallback and warns once
 # per call site; the result is the same, and the benchmark measures what it costs.
 _FALLBACK_WARNING = r"There is a performance drop because we have not yet implemented"
@@ -42,10 +44,13 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one member")
         shapes = [_shapes(member) for member in members]
         if any(s != shapes[0] for s in shapes[1:]):
-            raise ValueError("ensemble members must share one architecture")
+            raise RunError(
+                "ensemble members must share one architecture (parameter names and shapes)"
+            )
         self.members = list(members)
         # The module vmap calls with the stacked tensors; its own tensors are never read.
         self.base = copy.deepcopy(members[0])
+        self._call = _Call(self.base)
         self.params: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
         for name, _ in members[0].named_parameters():
@@ -73,40 +78,54 @@ class Ensemble:
     def __len__(self) -> int:
         return len(self.members)
 
-    def losses(self, loss: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
-        """`loss(model, *member_inputs)` for every member at once: a [K] tensor. `model` is
-        a callable standing for the member's network; each input has the member dimension
-        first. Randomness inside `loss` is an error: draw it outside, from each member's
-        own generator, as its standalone run does."""
+    def map(self, fn: Callable[..., Any], *inputs: Any) -> Any:
+        """`fn(module, *member_inputs)` for every member at once. `module` is the member's
+        network (the base module with the member's parameters: call it, or its
+        submodules and methods); every tensor input has the member dimension first, and
+        so does every tensor `fn` returns (a tensor, or a tuple or dict of them).
+        Randomness inside `fn` is an error: draw it outside, from each member's own
+        generator, as its standalone run does."""
 
-        def one(params: dict, buffers: dict, *args: torch.Tensor) -> torch.Tensor:
-            def model(*call_args: Any, **kwargs: Any) -> Any:
-                return functional_call(self.base, (params, buffers), call_args, kwargs)
-
-            return loss(model, *args)
+        def one(params: dict, buffers: dict, *args: Any) -> Any:
+            return functional_call(self._call, (params, buffers), (fn, *args))
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_FALLBACK_WARNING)
-            return vmap(one, randomness="error")(self.params, self.buffers, *inputs)
+            return vmap(one, randomness="error")(
+                self._prefixed(self.params), self._prefixed(self.buffers), *inputs
+            )
 
-    def backward(self, losses: torch.Tensor, active: Sequence[int] | None = None) -> None:
-        """Backpropagate the losses of the `active` members (all by default) and hand each
-        its gradients (views of the stacked gradients), so that its optimiser steps as a
-        standalone run's would. Each member's loss reaches only its own parameters, so a
-        member's NaNs never reach another; the inactive ones get no gradient."""
+    def losses(self, loss: Callable[..., torch.Tensor], *inputs: Any) -> torch.Tensor:
+        """`map` for a loss: a [K] tensor, one loss per member."""
+        return self.map(loss, *inputs)
+
+    def backward(
+        self, losses: torch.Tensor, active: Sequence[int] | None = None, only: str = ""
+    ) -> None:
+        """Backpropagate the losses of the `active` members (all by default) into the
+        parameters whose names start with `only` (all by default; as
+        `loss.backward(inputs=...)` in a step that updates part of a network), and hand
+        each member its gradients (views of the stacked gradients), so that its optimiser
+        steps as a standalone run's would. Each member's loss reaches only its own
+        parameters, so a member's NaNs never reach another; inactive members and the
+        other parameters get no gradient."""
         active = range(len(self)) if active is None else active
-        for stacked in self.params.values():
-            stacked.grad = None
-        for member in self._member_params:
-            for parameter in member.values():
-                parameter.grad = None
+        names = [name for name in self.params if name.startswith(only)]
+        for name in names:
+            self.params[name].grad = None
+            for member in self._member_params:
+                member[name].grad = None
         if not active:
             return
-        losses[list(active)].sum().backward()
+        stacked = [self.params[name] for name in names]
+        losses[list(active)].sum().backward(inputs=stacked)
         for k in active:
-            for name, parameter in self._member_params[k].items():
+            for name in names:
                 grad = self.params[name].grad
-                parameter.grad = None if grad is None else grad[k]
+                self._member_params[k][name].grad = None if grad is None else grad[k]
+
+    def _prefixed(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {f"module.{name}": tensor for name, tensor in tensors.items()}
 
     def bytes_per_member(self) -> int:
         """Parameter, buffer and gradient storage of one member."""
@@ -114,6 +133,18 @@ class Ensemble:
         total = sum(t.numel() * t.element_size() for t in tensors)
         grads = sum(t.numel() * t.element_size() for t in self.params.values())
         return (total + grads) // len(self)
+
+
+class _Call(nn.Module):
+    """`fn(module, *args)` as a forward pass, so that `functional_call` can swap the
+    parameters of `module` for one member's while `fn` calls any of its methods."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.module, *args)
 
 
 def _shapes(module: nn.Module) -> list[tuple[str, tuple[int, ...]]]:

@@ -1,17 +1,17 @@
 """Throughput of a K-member vectorized ensemble against the same K runs trained one after
 another, in one process on this machine, interleaved, medians of REPEATS.
 
-Each spec extends a committed one: its runs crossed with seeds (K runs in all), trained
-for STEPS steps with one cheap evaluation at the end (train_loss only), at the spec's
-`threads = 1`, so the figure is the training step's: evaluations are not vectorized and
-cost what they cost in a standalone run. The ensemble's members match the standalone
-runs (tests/test_ensembles.py); this measures only time. Memory per member: the stacked
+Each spec extends a committed one: its runs crossed with seeds, trained for STEPS steps
+with one cheap evaluation at the end, at the spec's `threads = 1`, so the figure is the
+training step's (collection included for CRL): evaluations are not vectorized and cost
+what they cost in a standalone run. The members match the standalone runs
+(tests/test_ensembles.py); this measures only time. Memory per member: the stacked
 parameters, gradients and buffers of one member.
 
-Also timed, as a measurement for the objectives that do not train ensembles yet: the
-forward and backward pass alone of the CRL critic (depth 4, width 64, batch 256, K = 8)
-and of the language model (4 layers x 128, K = 3), `torch.func.vmap` over stacked
-parameters against a loop over the K networks. Run from the repository root:
+Also timed: the forward and backward pass alone of the CRL critic (depth 4, width 64,
+batch 256, K = 8) and of the language model (4 layers x 128, batch 8, K = 3),
+`torch.func.vmap` over stacked parameters against a loop over the K networks. Run from
+the repository root:
 
     .venv/bin/python benchmarks/ensembles.py [--steps 100] [--repeats 3]
 """
@@ -54,6 +54,12 @@ SPECS = {
         "experiment {{ seeds = 4 }}\nremove sweep.depth\n"
         "train {{ steps = {steps} eval_every = {steps} }}\n"
         "metrics = [critic_loss, categorical_accuracy]\n",
+    ),
+    "LM (4 layers x 128, batch 32 x 128, gated)": (  # 3 seeds of the gated variant
+        "specs/gated_attention.exp",
+        "experiment {{ seeds = 3 }}\nremove variant.vanilla\nremove eval.attention_maps\n"
+        "train {{ steps = {steps} eval_every = {steps} eval_batches = 1 }}\n"
+        "eval {{ context_multiples = [1] }}\nmetrics = [train_loss, val_loss]\n",
     ),
 }
 REPEATS = 3
@@ -101,7 +107,7 @@ def whole_runs(steps: int, repeats: int) -> None:
             members = [
                 train.build_member(r, out / "m", None, False, torch.device("cpu")) for r in runs
             ]
-            networks = [getattr(m, "model", None) or m.agent for m in members]
+            networks = [m.agent if hasattr(m, "agent") else m.model for m in members]
             per_member = Ensemble(networks).bytes_per_member()
             a, b = statistics.median(alone), statistics.median(together)
             print(

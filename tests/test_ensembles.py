@@ -394,3 +394,58 @@ def test_an_interrupted_crl_ensemble_resumes_to_the_uninterrupted_result(tmp_pat
         assert [r["step"] for r in mine] == [r["step"] for r in theirs]
         for key in ("critic_loss", "success_rate", "alpha"):
             assert [r[key] for r in mine] == pytest.approx([r[key] for r in theirs]), key
+
+
+LM = """\
+experiment lm_eq {{ seeds = 2 }}
+objective next_token {{}}
+data text {{ context = 32 }}
+model transformer {{ layers = 2 width = 32 heads = 2 attention {{ gate = elementwise }} }}
+train {{ steps = 50 batch_size = 4 eval_every = 10 eval_batches = 2 warmup = 5 }}
+target cpu {{ ensemble = auto threads = 1 }}
+metrics = [train_loss, val_loss, loss_spikes, gate_score]
+variant base {{}}
+variant other {{ train.lr = 3e-3 train.steps = 30 train.weight_decay = 0 }}
+"""
+
+
+def test_language_model_members_match_their_standalone_runs_over_50_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """next_token members (2 seeds x 2 variants with their own lr, schedule length and weight
+    decay) against their standalone runs: initial weights bit for bit, the same windows,
+    per-step losses and every evaluation within float tolerance."""
+    spec = tmp_path / "lm_eq.exp"
+    spec.write_text(LM.format())
+    for file, text in compile_path(spec).files.items():
+        (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "generated" / file).write_text(text)
+    sys.path.insert(0, str(tmp_path / "generated"))
+    try:
+        train = importlib.import_module("lm_eq.train")
+    finally:
+        sys.path.remove(str(tmp_path / "generated"))
+    runs = list(train.RUNS.values())
+    built: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(train.Transformer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append({k: v.clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(train, "Transformer", Recorded)
+    ensemble_steps = [_Steps() for _ in runs]
+    alone_steps = [_Steps() for _ in runs]
+    train.train_ensemble(runs, [tmp_path / "ens" / r.name for r in runs], ensemble_steps)
+    for run, steps in zip(runs, alone_steps, strict=True):
+        train.train(run, tmp_path / "alone" / run.name, steps)
+    for run, mine, theirs in zip(runs, built[: len(runs)], built[len(runs) :], strict=True):
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), run.name
+    for run, mine, theirs in zip(runs, ensemble_steps, alone_steps, strict=True):
+        assert len(mine.losses) == len(theirs.losses) == run.train.steps
+        assert mine.losses[0] == pytest.approx(theirs.losses[0], rel=1e-6), run.name
+        assert mine.losses == pytest.approx(theirs.losses, rel=1e-4), run.name
+        rows = _rows(tmp_path / "ens" / run.name), _rows(tmp_path / "alone" / run.name)
+        assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]]
+        for key in ("val_loss", "gate_score", "lr"):
+            assert [r[key] for r in rows[0]] == pytest.approx([r[key] for r in rows[1]], rel=1e-4)

@@ -159,7 +159,7 @@ def _ensembles(composition: Composition) -> Iterator[Any]:
                 f"`objective {objective.kind}` does not train ensembles "
                 f"(`target.ensemble = {target.ensemble}`)",
                 where,
-                help=f"ensembles train {' and '.join(f'`objective {k}`' for k in able)}; "
+                help=f"ensembles train {', '.join(f'`objective {k}`' for k in able)}; "
                 "remove `ensemble` to train each run on its own",
             )
             return

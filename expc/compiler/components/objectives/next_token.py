@@ -82,6 +82,18 @@ def _finetune_data_in_every_run_or_none(spec: Any) -> Iterator[Diagnostic]:
             return
 
 
+def _ensembles_train_one_stage(spec: Any) -> Iterator[Diagnostic]:
+    """An ensemble's loop is the one-stage loop: a finetuning stage switches data, batch
+    and optimiser mid-run, which its vectorized step does not do."""
+    target = spec.config.target
+    if target.ensemble != "off" and spec.config.train.finetune is not None:
+        yield Diagnostic(
+            "`target.ensemble` trains one stage; this spec has `train.finetune`",
+            target.span_of("ensemble"),
+            help="remove `ensemble`, or train the stages as two specs (`train.init`)",
+        )
+
+
 def _long_context_needs_the_base_context(config: Any) -> Iterator[Diagnostic]:
     multiples = config.eval.context_multiples
     if 1 not in multiples or len(set(multiples)) != len(multiples):
@@ -159,8 +171,37 @@ OBJECTIVE = Objective(
         strategy=("single", "ddp"),
         ddp_batch=(("train", "batch_size"),),
         variable=frozenset({"precision", "compile", "kernels"}),
+        ensemble=True,
+    ),
+    # Members share the model, the context and the batch size; each reads its own data
+    # (and `train.init` weights), with its own schedule, optimiser and evaluation.
+    ensemble_fields=(
+        "seed",
+        "data.corpus",
+        "data.val_fraction",
+        "data.operands",
+        "data.digits",
+        "data.subtract",
+        "data.test_fraction",
+        "data.noise",
+        "data.demonstrations",
+        "train.steps",
+        "train.lr",
+        "train.min_lr_ratio",
+        "train.warmup",
+        "train.weight_decay",
+        "train.beta1",
+        "train.beta2",
+        "train.grad_clip",
+        "train.eval_every",
+        "train.eval_batches",
+        "train.spike_factor",
+        "train.spike_window",
+        "train.checkpoint_every",
+        "train.init",
+        "eval",
     ),
     run_rules=(_long_context_needs_the_base_context,),
-    spec_rules=(_finetune_data_in_every_run_or_none,),
+    spec_rules=(_finetune_data_in_every_run_or_none, _ensembles_train_one_stage),
     measures_architecture=True,
 )

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from expc.compiler.pipeline import compile_path
@@ -449,3 +451,40 @@ def test_language_model_members_match_their_standalone_runs_over_50_steps(
         assert [r["step"] for r in rows[0]] == [r["step"] for r in rows[1]]
         for key in ("val_loss", "gate_score", "lr"):
             assert [r[key] for r in rows[0]] == pytest.approx([r[key] for r in rows[1]], rel=1e-4)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 1)), min_size=1, max_size=30
+    ),
+    st.one_of(st.none(), st.integers(1, 5)),
+)
+def test_groups_partition_the_runs_by_structure(
+    points: list[tuple[int, int, int]], cap: int | None
+) -> None:
+    """Every run lands in exactly one group, in order; a group's runs share everything but
+    the member fields; no group exceeds the cap; runs that could share a group only split
+    where the cap forces it."""
+    configs = {
+        f"run{i}": {
+            "name": f"run{i}",
+            "seed": seed,
+            "train": {"lr": lr, "steps": 10},
+            "model": {"w": w},
+        }
+        for i, (seed, lr, w) in enumerate(points)
+    }
+    groups = ensemble_groups(configs, ("seed", "train.lr"), cap=cap)
+    flat = [name for group in groups for name in group]
+    assert sorted(flat) == sorted(configs)
+    for group in groups:
+        assert len({configs[n]["model"]["w"] for n in group}) == 1
+        assert [flat.index(n) for n in group] == sorted(flat.index(n) for n in group)
+        if cap is not None:
+            assert len(group) <= cap
+    widths = {c["model"]["w"] for c in configs.values()}
+    expected = sum(
+        -(-sum(1 for c in configs.values() if c["model"]["w"] == w) // (cap or 10**9))
+        for w in widths
+    )
+    assert len(groups) == expected

@@ -39,8 +39,8 @@ metrics = [{metrics}]
 """
 
 
-def _package(tmp_path: Path, name: str, **fields: object) -> object:
-    """Compile a diffusion spec into tmp_path and import its train module."""
+def _diffusion(name: str, **fields: object) -> str:
+    """A diffusion spec's text: DIFFUSION with these fields, defaults for the others."""
     values = {
         "name": name,
         "model": "unet { width = 16 }",
@@ -52,12 +52,27 @@ def _package(tmp_path: Path, name: str, **fields: object) -> object:
         "seeds": 3,
         **fields,
     }
+    return DIFFUSION.format(**values)
+
+
+def _package(tmp_path: Path, name: str, **fields: object) -> object:
+    """Compile a diffusion spec into tmp_path and import its train module."""
+    return _compiled(tmp_path, name, _diffusion(name, **fields))
+
+
+def _expc_run(tmp_path: Path, spec: Path, *flags: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
+    command += ["--generated", str(tmp_path / "generated"), *flags]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+
+
+def _compiled(tmp_path: Path, name: str, text: str) -> object:
+    """Compile the spec `text` into tmp_path/generated and import its train module."""
     spec = tmp_path / f"{name}.exp"
-    spec.write_text(DIFFUSION.format(**values))
-    compiled = compile_path(spec)
-    for file, text in compiled.files.items():  # "NAME/train.py", ...
+    spec.write_text(text)
+    for file, code in compile_path(spec).files.items():  # "NAME/train.py", ...
         (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "generated" / file).write_text(text)
+        (tmp_path / "generated" / file).write_text(code)
     sys.path.insert(0, str(tmp_path / "generated"))
     try:
         return importlib.import_module(f"{name}.train")
@@ -180,42 +195,49 @@ class _StopAfter:
             raise _Interrupt
 
 
-def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    train = _package(tmp_path, "resumed", steps=10, evaluations=5, train="checkpoint_every = 4")
+def _interrupted_and_resumed(
+    train: object, tmp_path: Path, stop_after: int, checkpoint: int, keys: tuple[str, ...]
+) -> list[Path]:
+    """Train the runs as one ensemble whole, and again interrupted after `stop_after` steps
+    of the first member (its last checkpoint at step `checkpoint`) and resumed: the rows
+    agree. Returns the resumed runs' folders."""
     runs = list(train.RUNS.values())
     whole = [tmp_path / "whole" / r.name for r in runs]
     train.train_ensemble(runs, whole)
     cut = [tmp_path / "cut" / r.name for r in runs]
-    with pytest.raises(_Interrupt):  # during step 7: the checkpoint of step 4 is the last
-        train.train_ensemble(runs, cut, [_StopAfter(6), None, None])
-    assert all(load_checkpoint(f / "checkpoint.pt")["step"] == 4 for f in cut)
-    train.train_ensemble(runs, cut, resume=[True] * 3)
+    with pytest.raises(_Interrupt):
+        train.train_ensemble(runs, cut, [_StopAfter(stop_after)] + [None] * (len(runs) - 1))
+    assert all(load_checkpoint(f / "checkpoint.pt")["step"] == checkpoint for f in cut)
+    train.train_ensemble(runs, cut, resume=[True] * len(runs))
     for a, b in zip(whole, cut, strict=True):
         mine, theirs = _rows(a), _rows(b)
         assert [r["step"] for r in mine] == [r["step"] for r in theirs]
-        assert [r["train_loss"] for r in mine] == pytest.approx([r["train_loss"] for r in theirs])
+        for key in keys:
+            assert [r[key] for r in mine] == pytest.approx([r[key] for r in theirs]), key
+    return cut
+
+
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    train = _package(tmp_path, "resumed", steps=10, evaluations=5, train="checkpoint_every = 4")
+    cut = _interrupted_and_resumed(train, tmp_path, 6, 4, ("train_loss",))  # during step 7
     # A member's checkpoint is the standalone format: the standalone loop resumes from it.
-    train.train(runs[0], cut[0], resume=True)
+    train.train(next(iter(train.RUNS.values())), cut[0], resume=True)
     assert _rows(cut[0])[-1]["step"] == 10
 
 
 def test_expc_run_groups_runs_by_structure_and_writes_standalone_folders(tmp_path: Path) -> None:
     spec = tmp_path / "grouped.exp"
     spec.write_text(
-        DIFFUSION.format(
-            name="grouped",
-            seeds=3,
+        _diffusion(
+            "grouped",
             model="unet { width = 8 groups = 4 }",
             steps=6,
-            train="",
             evaluations=2,
             metrics="train_loss, test_denoising_loss, memorization",
             extra="sweep width { model.width = [8, 16] }\n",
         ).replace("ensemble = auto", "ensemble = 2")
     )
-    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
-    command += ["--generated", str(tmp_path / "generated")]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    result = _expc_run(tmp_path, spec)
     assert result.returncode == 0, result.stdout + result.stderr
     # Width is structure: two ensembles per width, of at most 2 members (seeds 0, 1), then
     # seed 2 on its own.
@@ -228,27 +250,16 @@ def test_expc_run_groups_runs_by_structure_and_writes_standalone_folders(tmp_pat
             assert (experiment / run / file).is_file(), (run, file)
         assert _rows(experiment / run)[-1]["step"] == 6
     assert (experiment / "report.md").is_file()
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    again = _expc_run(tmp_path, spec)
     assert again.returncode == 0 and "ensemble of" not in again.stdout  # all up to date
 
 
 def test_ensembles_refuse_other_launchers_with_a_message(tmp_path: Path) -> None:
     spec = tmp_path / "jobs.exp"
     spec.write_text(
-        DIFFUSION.format(
-            name="jobs",
-            seeds=3,
-            model="unet { width = 8 groups = 4 }",
-            steps=2,
-            train="",
-            evaluations=1,
-            metrics="train_loss",
-            extra="",
-        )
+        _diffusion("jobs", model="unet { width = 8 groups = 4 }", steps=2, evaluations=1)
     )
-    command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
-    command += ["--generated", str(tmp_path / "generated"), "--jobs", "2"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    result = _expc_run(tmp_path, spec, "--jobs", "2")
     assert result.returncode == 1
     assert "trains its runs together in this process; --jobs" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -333,16 +344,7 @@ variant other {{ train.lr = 1e-3 objective.logsumexp_penalty = 0.2 data.task = b
 
 
 def _crl_package(tmp_path: Path, name: str, steps: int, short: int, train: str = "") -> object:
-    spec = tmp_path / f"{name}.exp"
-    spec.write_text(CRL.format(name=name, steps=steps, short=short, train=train))
-    for file, text in compile_path(spec).files.items():
-        (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "generated" / file).write_text(text)
-    sys.path.insert(0, str(tmp_path / "generated"))
-    try:
-        return importlib.import_module(f"{name}.train")
-    finally:
-        sys.path.remove(str(tmp_path / "generated"))
+    return _compiled(tmp_path, name, CRL.format(name=name, steps=steps, short=short, train=train))
 
 
 def test_crl_members_match_their_standalone_runs_over_50_steps(
@@ -383,19 +385,7 @@ def test_crl_members_match_their_standalone_runs_over_50_steps(
 
 def test_an_interrupted_crl_ensemble_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     train = _crl_package(tmp_path, "crl_resumed", steps=30, short=20, train="checkpoint_every = 10")
-    runs = list(train.RUNS.values())
-    whole = [tmp_path / "whole" / r.name for r in runs]
-    train.train_ensemble(runs, whole)
-    cut = [tmp_path / "cut" / r.name for r in runs]
-    with pytest.raises(_Interrupt):  # during step 15: the checkpoint of step 10 is the last
-        train.train_ensemble(runs, cut, [_StopAfter(14), None, None, None])
-    assert all(load_checkpoint(f / "checkpoint.pt")["step"] == 10 for f in cut)
-    train.train_ensemble(runs, cut, resume=[True] * len(runs))
-    for a, b in zip(whole, cut, strict=True):
-        mine, theirs = _rows(a), _rows(b)
-        assert [r["step"] for r in mine] == [r["step"] for r in theirs]
-        for key in ("critic_loss", "success_rate", "alpha"):
-            assert [r[key] for r in mine] == pytest.approx([r[key] for r in theirs]), key
+    _interrupted_and_resumed(train, tmp_path, 14, 10, ("critic_loss", "success_rate", "alpha"))
 
 
 LM = """\
@@ -417,16 +407,7 @@ def test_language_model_members_match_their_standalone_runs_over_50_steps(
     """next_token members (2 seeds x 2 variants with their own lr, schedule length and weight
     decay) against their standalone runs: initial weights bit for bit, the same windows,
     per-step losses and every evaluation within float tolerance."""
-    spec = tmp_path / "lm_eq.exp"
-    spec.write_text(LM.format())
-    for file, text in compile_path(spec).files.items():
-        (tmp_path / "generated" / file).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "generated" / file).write_text(text)
-    sys.path.insert(0, str(tmp_path / "generated"))
-    try:
-        train = importlib.import_module("lm_eq.train")
-    finally:
-        sys.path.remove(str(tmp_path / "generated"))
+    train = _compiled(tmp_path, "lm_eq", LM.format())
     runs = list(train.RUNS.values())
     built: list[dict[str, torch.Tensor]] = []
 

@@ -196,7 +196,8 @@ def seed_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
 def _interval(found: Estimate, fmt: str = "+.4f") -> str:
     """`+0.0410 ± 0.0260 (3 seeds), above 0` or `... includes 0`; fewer than 3 seeds get
     the interval without a verdict."""
-    text = f"{found.mean:{fmt}} ± {found.half_width:.4f} ({found.n} seeds)"
+    spread = fmt.lstrip("+")  # the half-width in the mean's precision, unsigned
+    text = f"{found.mean:{fmt}} ± {found.half_width:{spread}} ({found.n} seeds)"
     if found.n < MIN_SEEDS_FOR_VERDICT or fmt != "+.4f":
         return text
     if not found.excludes_zero():

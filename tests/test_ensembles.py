@@ -80,6 +80,22 @@ def _compiled(tmp_path: Path, name: str, text: str) -> object:
         sys.path.remove(str(tmp_path / "generated"))
 
 
+def _record_builds(
+    monkeypatch: pytest.MonkeyPatch, train: object, network: str
+) -> list[dict[str, torch.Tensor]]:
+    """Every `network` the train module builds from now on, as its initial state dict, in
+    the order built: the members' networks and the standalone runs' can then be compared."""
+    built: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(getattr(train, network)):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            built.append({k: v.clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(train, network, Recorded)
+    return built
+
+
 def _rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
@@ -112,14 +128,7 @@ def test_members_start_where_their_runs_start_and_match_them_over_50_steps(
     # Every network either loop builds, as it was built: the members' in the ensemble's
     # order, then the standalone runs'.
     network = "UNet" if model.startswith("unet") else "DiT"
-    built: list[dict[str, torch.Tensor]] = []
-
-    class Recorded(getattr(train, network)):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            built.append({k: v.clone() for k, v in self.state_dict().items()})
-
-    monkeypatch.setattr(train, network, Recorded)
+    built = _record_builds(monkeypatch, train, network)
     # Each step's loss, as both loops report it to their progress sink.
     ensemble_steps = [_Steps() for _ in runs]
     alone_steps = [_Steps() for _ in runs]
@@ -359,14 +368,7 @@ def test_crl_members_match_their_standalone_runs_over_50_steps(
     critic losses within float tolerance, and the same evaluations."""
     train = _crl_package(tmp_path, "crl_eq", steps=50, short=30)
     runs = list(train.RUNS.values())
-    built: list[dict[str, torch.Tensor]] = []
-
-    class Recorded(train.Agent):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            built.append({k: v.clone() for k, v in self.state_dict().items()})
-
-    monkeypatch.setattr(train, "Agent", Recorded)
+    built = _record_builds(monkeypatch, train, "Agent")
     ensemble_steps = [_Steps() for _ in runs]
     alone_steps = [_Steps() for _ in runs]
     ensembled = tmp_path / "ensemble"
@@ -412,14 +414,7 @@ def test_language_model_members_match_their_standalone_runs_over_50_steps(
     per-step losses and every evaluation within float tolerance."""
     train = _compiled(tmp_path, "lm_eq", LM.format())
     runs = list(train.RUNS.values())
-    built: list[dict[str, torch.Tensor]] = []
-
-    class Recorded(train.Transformer):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            built.append({k: v.clone() for k, v in self.state_dict().items()})
-
-    monkeypatch.setattr(train, "Transformer", Recorded)
+    built = _record_builds(monkeypatch, train, "Transformer")
     ensemble_steps = [_Steps() for _ in runs]
     alone_steps = [_Steps() for _ in runs]
     train.train_ensemble(runs, [tmp_path / "ens" / r.name for r in runs], ensemble_steps)
@@ -503,14 +498,7 @@ def test_rlvr_members_match_their_standalone_runs_over_both_stages(
     text = RLVR.format(name="rlvr_eq", pretrain=30, rl=20, train="")
     train = _compiled(tmp_path, "rlvr_eq", text)
     runs = list(train.RUNS.values())
-    built: list[dict[str, torch.Tensor]] = []
-
-    class Recorded(train.Transformer):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            built.append({k: v.clone() for k, v in self.state_dict().items()})
-
-    monkeypatch.setattr(train, "Transformer", Recorded)
+    built = _record_builds(monkeypatch, train, "Transformer")
     ensemble_steps = [_Steps() for _ in runs]
     train.train_ensemble(runs, [tmp_path / "ens" / r.name for r in runs], ensemble_steps)
     members = built[: len(runs)]  # the trained models, built first; then the frozen bases

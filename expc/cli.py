@@ -405,7 +405,7 @@ def graph(
     if failed:
         raise _Failed(1)
     edges = [
-        (f"{ref.experiment}/{ref.run}", f"{spec.config.experiment.name}/{run.name}")
+        (f"{ref.experiment}/{ref.run_name}", f"{spec.config.experiment.name}/{run.name}")
         for spec in specs
         for run in spec.runs
         for ref in run.upstream
@@ -422,7 +422,7 @@ def graph(
         extends = f", extends {', '.join(spec.extends)}" if spec.extends else ""
         out.print(f"[bold]{spec.config.experiment.name}[/] ({spec.source}{extends})")
         for run in spec.runs:
-            reads = ", ".join(f"{r.experiment}/{r.run}" for r in run.upstream)
+            reads = ", ".join(f"{r.experiment}/{r.run_name}" for r in run.upstream)
             out.print(f"  {run.name}" + (f" <- {reads}" if reads else ""))
 
 
@@ -629,8 +629,10 @@ def _seeds_value(text: str | None) -> str | None:
     """`--seeds 3` or `--seeds 0,1,2` as the value of `experiment.seeds` (checked there)."""
     if text is None:
         return None
-    text = text.strip().strip("[]")
-    return f"[{text}]" if "," in text else text
+    text = text.strip()
+    listed = text.startswith("[")  # `[5]`: the one seed 5, not 5 seeds
+    text = text.strip("[]")
+    return f"[{text}]" if "," in text or listed else text
 
 
 @app.command("report")

@@ -135,6 +135,7 @@ def _execute(
     sets: list[str],
     report: bool = True,
     upstream_of: str | None = None,
+    upstream_seeds: tuple[int, ...] = (),
 ) -> Path | None:
     from expc.runtime.progress import Progress, progress_bar
     from expc.runtime.report import write_report
@@ -153,12 +154,15 @@ def _execute(
         package_dir = generated / experiment
 
         overrides, set_sources = parse_overrides(sets)
-        if session.seeds is not None and upstream_of is None:
-            # --seeds: more runs of this experiment in its own folder (each run's folder
-            # names its seed), so unlike --set it does not choose another folder.
-            seeded, seed_sources = parse_overrides(
-                [f"experiment.seeds={session.seeds}"], flag="--seeds"
-            )
+        # --seeds: more runs of this experiment in its own folder (each run's folder names
+        # its seed), so unlike --set it does not choose another folder. An upstream spec
+        # trains the seeds its dependent runs read.
+        if upstream_of is None:
+            seeds = session.seeds
+        else:
+            seeds = f"[{', '.join(map(str, upstream_seeds))}]" if upstream_seeds else None
+        if seeds is not None:
+            seeded, seed_sources = parse_overrides([f"experiment.seeds={seeds}"], flag="--seeds")
             overrides, set_sources = (*overrides, *seeded), [*set_sources, *seed_sources]
         sources.update({s.name: s for s in set_sources})
         resolved = _resolve_blamed(source, compiled, profile, overrides)
@@ -308,8 +312,8 @@ def _execute(
                     integrity.record(run_dir)
         elif session.jobs > 1 and len(pending) > 1:
             flags = _child_flags(profile, sets, session.device, session.resume, generated)
-            if session.seeds is not None and upstream_of is None:
-                flags += ["--seeds", session.seeds]
+            if seeds is not None:
+                flags += ["--seeds", seeds]
             for name in _run_jobs(
                 spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
             ):
@@ -612,7 +616,7 @@ def _upstream_profile(upstream: ir.Spec, profile: str | None) -> str | None:
 def _upstream_key(
     session: Session, reference: ir.Reference, profile: str | None
 ) -> tuple[str, str | None, str]:
-    return (reference.path, session.profiles[(reference.path, profile)], reference.run)
+    return (reference.path, session.profiles[(reference.path, profile)], reference.run_name)
 
 
 def _build_upstream(
@@ -621,13 +625,18 @@ def _build_upstream(
     """Train the runs of other experiments that `runs` read and that are missing (or stale,
     with --force), each spec once with the runs it needs; returns the dependent runs that
     cannot go on, with the reason."""
-    wanted: dict[str, list[str]] = {}
+    # Per upstream spec and seeded or not: the run names, and the seeds they are read at.
+    wanted: dict[tuple[str, bool], tuple[list[str], set[int]]] = {}
     for run in runs:
         for reference in run.upstream:
-            names = wanted.setdefault(reference.path, [])
-            if reference.run not in names:
-                names.append(reference.run)
-    for path, names in wanted.items():
+            names, seeds = wanted.setdefault(
+                (reference.path, reference.seed is not None), ([], set())
+            )
+            if reference.run_name not in names:
+                names.append(reference.run_name)
+            if reference.seed is not None:
+                seeds.add(reference.seed)
+    for (path, _), (names, seeds) in wanted.items():
         upstream_spec = _compile_upstream(Path(path))
         upstream_profile = _upstream_profile(upstream_spec, profile)
         session.profiles[(path, profile)] = upstream_profile
@@ -649,6 +658,7 @@ def _build_upstream(
                 upstream_profile,
                 [],
                 upstream_of=dependent,
+                upstream_seeds=tuple(sorted(seeds)),
             )
         except RunError as error:
             problem = str(error)

@@ -240,3 +240,68 @@ def test_rlvr_claims_get_intervals_over_seeds(tmp_path: Path):
     assert gain[0].endswith("(3 seeds), above 0")
     assert lead[0].endswith("(3 seeds), above 0")
     assert any(line.startswith("- crossover k: in 3 of 3 seeds, ") for line in lines)
+
+
+def _similarities(seed: int, vanilla: float, gated: float, inter: float):
+    from expc.runtime.hivemind.analysis import Analysis
+
+    models = [f"lm/vanilla-seed_{seed}", f"lm/gated-seed_{seed}"]
+    return Analysis(
+        models=models,
+        thresholds=[0.8],
+        scores=[],
+        intra_mean={models[0]: vanilla, models[1]: gated},
+        histogram={},
+        histogram_edges=[],
+        share_above={m: {"0.8": 0.0} for m in models},
+        inter=[[1.0, inter], [inter, 1.0]],
+        inter_without_self=[[vanilla, inter], [inter, gated]],
+        top_n_sources={},
+        by_category={},
+    )
+
+
+def test_hivemind_similarities_get_intervals_over_seeds():
+    from expc.runtime.hivemind.report import over_seeds
+
+    values = {0: (0.25, 0.20, 0.30), 1: (0.27, 0.21, 0.33), 2: (0.26, 0.23, 0.31)}
+    analyses = {f"top_p-seed_{s}": _similarities(s, *v) for s, v in values.items()}
+    text = "\n".join(over_seeds(analyses))
+    assert "## Run `top_p` over 3 seeds" in text
+    vanilla = estimate([v[0] for v in values.values()])
+    row = f"| lm/vanilla | 3 | {vanilla.mean:.3f} ± {vanilla.std:.3f} [{vanilla.low:.3f}, "
+    assert row in text
+    assert "| lm/vanilla × lm/gated | 3 | 0.313 ± 0.015 " in text
+    gap = paired({s: v[0] for s, v in values.items()}, {s: v[1] for s, v in values.items()})
+    assert f"lm/gated lower than lm/vanilla in intra by {abs(gap.mean):.4g}" in text
+    # Inter minus each seed's mean intra: (0.075, 0.09, 0.065).
+    claim = verdict(
+        "mean intra", "lm/vanilla × lm/gated inter", "similarity", estimate([0.075, 0.09, 0.065])
+    )
+    assert claim in text
+    assert over_seeds({"top_p": analyses["top_p-seed_0"]}) == []  # one run: nothing over seeds
+
+
+def test_runs_reading_their_own_seeds_upstream_runs_group_by_seed(tmp_path: Path):
+    experiment = tmp_path / "hm"
+    for seed, intra in enumerate([0.25, 0.27, 0.26]):
+        run = experiment / f"top_p-seed_{seed}"
+        run.mkdir(parents=True)
+        folder = f"/runs/lm/vanilla-seed_{seed}"
+        config = {
+            "name": run.name,
+            "seed": seed,
+            "model": {"checkpoints": [folder]},
+            "upstream": [
+                {"run": f"vanilla-seed_{seed}", "folder": folder, "checkpoint_sha256": str(seed)}
+            ],
+        }
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "intra": intra}) + "\n")
+    # Seed 1's run reading seed 10's upstream run is another run, not another seed.
+    odd = json.loads((experiment / "top_p-seed_1/config.json").read_text())
+    text = write_report(experiment).read_text()
+    assert "| top_p | 3 | 0.2600 ± 0.0100 " in text
+    odd["model"]["checkpoints"] = ["/runs/lm/vanilla-seed_10"]
+    (experiment / "top_p-seed_1/config.json").write_text(json.dumps(odd))
+    assert "| top_p | 3 |" not in write_report(experiment).read_text()

@@ -328,6 +328,34 @@ def test_a_reference_resolves_to_the_runs_default_folder(tmp_path: Path) -> None
     assert reference.field == ("model", "checkpoints", 0)
 
 
+def test_each_seed_of_a_seeded_spec_reads_the_upstream_run_of_its_seed(tmp_path: Path) -> None:
+    _write(tmp_path, "lm.exp", BASE)
+    hm = _hivemind(tmp_path, "hm.exp", 'run("lm", "gated-layers_2"), run("lm", "vanilla-layers_1")')
+    hm.write_text(hm.read_text().replace("experiment hm {}", "experiment hm { seeds = [3, 5] }"))
+    spec = _resolve(hm)
+    assert [run.name for run in spec.runs] == ["seed_3", "seed_5"]
+    for run, seed in zip(spec.runs, (3, 5), strict=True):
+        assert run.config.model.checkpoints == (
+            f"runs/base_exp/gated-layers_2-seed_{seed}",
+            f"runs/base_exp/vanilla-layers_1-seed_{seed}",
+        )
+        assert [(r.run, r.seed, r.run_name) for r in run.upstream] == [
+            ("gated-layers_2", seed, f"gated-layers_2-seed_{seed}"),
+            ("vanilla-layers_1", seed, f"vanilla-layers_1-seed_{seed}"),
+        ]
+        assert [r.field for r in run.upstream] == [
+            ("model", "checkpoints", 0),
+            ("model", "checkpoints", 1),
+        ]
+    # A reference that names one seed of a seeded upstream is read as written, by every seed.
+    _write(tmp_path, "lm2.exp", BASE.replace("seed = 7", "seeds = 2"))
+    named = _hivemind(tmp_path, "named.exp", 'run("lm2", "gated-layers_1-seed_1")')
+    named.write_text(named.read_text().replace("experiment hm {}", "experiment hm { seeds = 2 }"))
+    for run in _resolve(named).runs:
+        assert run.config.model.checkpoints == ("runs/base_exp/gated-layers_1-seed_1",)
+        assert [r.seed for r in run.upstream] == [None]
+
+
 @pytest.mark.parametrize(
     ("checkpoints", "message"),
     [
@@ -626,6 +654,43 @@ def test_a_run_starts_from_another_experiments_weights(tmp_path: Path) -> None:
         torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
     config = json.loads((out / "ft/main/config.json").read_text())
     assert config["train"]["init"] == str(out / "pre/main")
+
+
+def test_a_seeded_pipeline_finetunes_each_seed_from_the_pretrained_run_of_that_seed(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    _write(tmp_path, "pre.exp", PRETRAIN)
+    finetune = _write(
+        tmp_path,
+        "ft.exp",
+        'extends "pre.exp"\nexperiment ft {}\n'
+        "data arithmetic { demonstrations = 200 context = 16 }\n"
+        'train { init = run("pre", "main") steps = 1 lr = 1e-9 warmup = 0 weight_decay = 0 '
+        "eval_every = 1 }\n",
+    )
+    out = tmp_path / "runs"
+    result = _expc("run", finetune, "--out", out, "--seeds", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ft reads pre/seed_0, pre/seed_1" in result.stdout
+    starts = {}
+    for seed in (0, 1):
+        before = torch.load(out / f"pre/seed_{seed}/checkpoint.pt", weights_only=False)["model"]
+        after = torch.load(out / f"ft/seed_{seed}/checkpoint.pt", weights_only=False)["model"]
+        for key in before:  # one step at lr 1e-9 from the pretrained weights of its seed
+            torch.testing.assert_close(after[key], before[key], atol=1e-6, rtol=0)
+        config = json.loads((out / f"ft/seed_{seed}/config.json").read_text())
+        assert config["train"]["init"] == str(out / f"pre/seed_{seed}")
+        assert [r["run"] for r in config["upstream"]] == [f"seed_{seed}"]
+        starts[seed] = before
+    assert any(not torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
+    # A third seed trains one more pretraining run and one more finetuning run, no others.
+    more = _expc("run", finetune, "--out", out, "--seeds", "0,1,2", cwd=tmp_path)
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert "ft reads pre/seed_0, pre/seed_1, pre/seed_2" in more.stdout
+    assert more.stdout.count("finished earlier with this config, skipped") == 4
+    assert (out / "ft/seed_2/summary.json").exists()
 
 
 def test_a_run_loads_weights_only_from_the_same_model(tmp_path: Path) -> None:

@@ -293,6 +293,22 @@ class Reference(Node):
     field: tuple[str | int, ...]  # where the folder goes: ("model", "checkpoints", 0)
     # The referenced run's model block (without spans), for fields that load its weights.
     model: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # A run of a spec with several seeds reads the referenced run trained with its own seed
+    # (`vanilla` -> `vanilla-seed_1338`): replicates of a pipeline are independent end to
+    # end, so an interval over them includes the upstream training's noise.
+    seed: int | None = None
+
+    @property
+    def run_name(self) -> str:
+        """The upstream run's folder name: `run`, or `run` at `seed`."""
+        if self.seed is None:
+            return self.run
+        return seeded_run_name(self.run, self.seed)
+
+
+def seeded_run_name(name: str, seed: int) -> str:
+    """A run's name for one of several seeds: `gated-seed_2`; `seed_2` for `main`."""
+    return f"{name}-seed_{seed}" if name != "main" else f"seed_{seed}"
 
 
 class Run(Node):

@@ -22,6 +22,7 @@ from expc.compiler import components, ir
 from expc.compiler.components import registry
 from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from expc.compiler.parse import Assignment, Block, Call, Extends, Remove, SyntaxTree, Value
+from expc.compiler.reference import DEFAULT_RUNS
 from expc.compiler.source import Span
 
 RUN_BLOCKS = ("variant", "sweep", "profile")
@@ -740,6 +741,29 @@ def _pydantic_diagnostic(detail: dict, spans: dict[tuple, Span], fallback: Span)
     )
 
 
+def _at_seed(reference: ir.Reference, seed: int) -> ir.Reference:
+    """A reference as one seed of a seeded run reads it: the upstream run at that seed,
+    unless the reference already names a seeded run (`run("x", "gated-seed_3")`)."""
+    if SEEDED_NAME.search(reference.run):
+        return reference
+    return reference.model_copy(update={"seed": seed})
+
+
+SEEDED_NAME = re.compile(r"(^|-)seed_\d+$")
+
+
+def _with_value(node: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    """`node` (a pydantic model, tuple or list) with the element at `path` replaced."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(head, int):
+        items = list(node)
+        items[head] = _with_value(items[head], rest, value)
+        return type(node)(items)
+    return node.model_copy(update={head: _with_value(getattr(node, head), rest, value)})
+
+
 def _run_name(variant: str | None, point: dict[tuple[str, ...], Value]) -> str:
     parts = [variant] if variant else []
     for path, value in point.items():
@@ -855,15 +879,21 @@ def lower(
             if len(seeds) == 1 and config.experiment.seeds == 1:  # type: ignore[attr-defined]
                 runs.append(ir.Run(name=name, overrides=own, config=config, upstream=upstream))
                 continue
-            # One run per seed, named by it; nothing else differs between them.
+            # One run per seed, named by it; nothing else differs between them, except the
+            # runs it reads: each seed reads the upstream runs of its own seed.
             for seed in seeds:
                 experiment = config.experiment.model_copy(update={"seed": seed})  # type: ignore[attr-defined]
+                seeded_config = config.model_copy(update={"experiment": experiment})
+                seeded_upstream = tuple(_at_seed(r, seed) for r in upstream)
+                for reference in seeded_upstream:
+                    folder = f"{DEFAULT_RUNS}/{reference.experiment}/{reference.run_name}"
+                    seeded_config = _with_value(seeded_config, reference.field, folder)
                 runs.append(
                     ir.Run(
-                        name=f"{name}-seed_{seed}" if name != "main" else f"seed_{seed}",
+                        name=ir.seeded_run_name(name, seed),
                         overrides=(*own, ir.Override(path=("experiment", "seed"), value=seed)),
-                        config=config.model_copy(update={"experiment": experiment}),
-                        upstream=upstream,
+                        config=seeded_config,
+                        upstream=seeded_upstream,
                     )
                 )
     if len(runs) > MAX_RUNS:

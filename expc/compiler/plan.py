@@ -262,6 +262,8 @@ class Plan:
                 continue
             value = _hashable(get_path(config, leaf.path))
             allowed = self.values(leaf.dotted)
+            if leaf.run_folder and any(_same_shape(value, a) for a in allowed if a):
+                continue  # a config field whatever its folders: another seed's, say
             if value not in allowed:
                 problems.append(
                     Diagnostic(
@@ -273,6 +275,13 @@ class Plan:
                 )
         if problems:
             raise CompileError(problems)
+
+
+def _same_shape(value: Any, other: Any) -> bool:
+    """Two run-folder values the same code reads: one folder each, or as many folders."""
+    if isinstance(value, tuple) and isinstance(other, tuple):
+        return len(value) == len(other)
+    return isinstance(value, str) and isinstance(other, str)
 
 
 def _hashable(value: Any) -> Any:

@@ -366,15 +366,31 @@ def _seed_groups(experiment_dir: Path, names: list[str]) -> dict[str, list[str]]
             continue
         if not isinstance(config, dict):
             continue
-        key = json.dumps(
-            {k: v for k, v in config.items() if k not in ("name", "seed")}, sort_keys=True
-        )
-        groups.setdefault(key, []).append(name)
+        groups.setdefault(_config_but_seed(config), []).append(name)
     labelled = {}
     for members in groups.values():
         parts = [p for p in members[0].split("-") if not p.startswith("seed_")]
         labelled["-".join(parts) or "main"] = members
     return labelled
+
+
+def _config_but_seed(config: dict[str, Any]) -> str:
+    """A run's config without what its seed decides: the seed, the name, and the runs of
+    its seed it reads (a seeded run reads the upstream runs of its seed: their folders and
+    checkpoints differ by seed, the runs they stand for do not)."""
+    rest = {k: v for k, v in config.items() if k not in ("name", "seed")}
+    if isinstance(rest.get("upstream"), list):
+        rest["upstream"] = [
+            {k: v for k, v in record.items() if k != "checkpoint_sha256"}
+            if isinstance(record, dict)
+            else record
+            for record in rest["upstream"]
+        ]
+    text = json.dumps(rest, sort_keys=True)
+    seed = config.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        text = re.sub(rf"(?<![A-Za-z0-9_])seed_{seed}(?![0-9])", "seed_*", text)
+    return text
 
 
 def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str]) -> list[str]:

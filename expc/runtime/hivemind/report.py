@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from expc.runtime.hivemind.analysis import Analysis
-from expc.runtime.intervals import estimate
+from expc.runtime.intervals import by_seed, estimate, paired, split_seed, verdict
 
 
 def _pyplot():
@@ -228,12 +228,14 @@ def analyse(experiment_dir: Path) -> list[str]:
     from expc.runtime.report import ReportWarning, run_dirs
 
     lines: list[str] = []
+    analyses: dict[str, Analysis] = {}
     for run_dir in run_dirs(Path(experiment_dir)):
         saved = run_dir / "metrics.json"
         if not saved.exists():
             continue
         try:  # a metrics.json or config.json this analysis cannot use: the run is left out
             analysis = Analysis.from_json(json.loads(saved.read_text()))
+            analyses[run_dir.name] = analysis
             config = json.loads((run_dir / "config.json").read_text())
             objective = config.get("objective", {})
             setting = ", ".join(f"{k} = {v}" for k, v in objective.items())
@@ -251,4 +253,66 @@ def analyse(experiment_dir: Path) -> list[str]:
             )
             continue
         lines += text.splitlines()
+    return over_seeds(analyses) + lines
+
+
+def over_seeds(analyses: dict[str, Analysis]) -> list[str]:
+    """Per run over its seeds (each seed sampled models trained with that seed): each
+    model's intra-model similarity, each pair's inter-model similarity, and the paired
+    differences that carry the paper's claims, with 95% intervals over the seeds."""
+    lines: list[str] = []
+    for label, seeds in by_seed(analyses).items():
+        intra: dict[str, dict[int, float]] = {}
+        share: dict[str, dict[int, float]] = {}
+        inter: dict[tuple[str, str], dict[int, float]] = {}
+        for seed, analysis in seeds.items():
+            models = [split_seed(m)[0] for m in analysis.models]
+            for i, model in enumerate(models):
+                intra.setdefault(model, {})[seed] = analysis.intra_mean[analysis.models[i]]
+                high = analysis.share_above[analysis.models[i]]
+                share.setdefault(model, {})[seed] = high.get("0.8", math.nan)
+                for j in range(i + 1, len(models)):
+                    inter.setdefault((model, models[j]), {})[seed] = analysis.inter[i][j]
+        lines += [f"## Run `{label}` over {len(seeds)} seeds", ""]
+        lines += [
+            "Each seed samples the models trained with that seed: mean ± standard "
+            "deviation over seeds [95% interval of the mean].",
+            "",
+            "| model | seeds | intra | > 0.8 |",
+            "|---|---|---|---|",
+        ]
+        for model in intra:
+            lines.append(
+                f"| {model} | {len(intra[model])} | {_over(intra[model])} | {_over(share[model])} |"
+            )
+        if inter:
+            lines += ["", "| models | seeds | inter |", "|---|---|---|"]
+            for (a, b), values in inter.items():
+                lines.append(f"| {a} × {b} | {len(values)} | {_over(values)} |")
+        claims = []
+        names = list(intra)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                claims.append(verdict(a, b, "intra", paired(intra[a], intra[b])))
+        for (a, b), values in inter.items():
+            # The hivemind claim: answers of two models are as alike as one model's own.
+            own = {
+                s: (intra[a][s] + intra[b][s]) / 2
+                for s in values
+                if s in intra[a] and s in intra[b]
+            }
+            claims.append(
+                verdict("mean intra", f"{a} × {b} inter", "similarity", paired(own, values))
+            )
+        if claims:
+            lines += ["", "Paired over seeds (second minus first, 95% interval):", ""]
+            lines += [f"- {claim}" for claim in claims]
+        lines.append("")
     return lines
+
+
+def _over(values: dict[int, float]) -> str:
+    found = estimate(list(values.values()))
+    if found.n < 2:
+        return _f(found.mean)
+    return f"{found.mean:.3f} ± {found.std:.3f} [{found.low:.3f}, {found.high:.3f}]"

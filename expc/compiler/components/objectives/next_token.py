@@ -37,6 +37,10 @@ class Evaluation(Node):
 
     context_multiples: validation loss also at these multiples of the training context
     (RoPE extrapolation), reported as `val_loss_x2`, `val_loss_x4`, ...
+    rope_extension: at each multiple m > 1, also the loss with the rotary positions
+    stretched by m, with no training at the longer context: `yarn` (YaRN, Peng et al.
+    2023: NTK-by-parts interpolation and attention temperature) or `pi` (position
+    interpolation: every frequency divided by m), reported as `val_loss_x2_yarn`, ...
     attention_maps: after training, save a PNG of each layer's attention (averaged over
     heads) on a held-out sequence, to show attention sinks.
     """
@@ -44,6 +48,7 @@ class Evaluation(Node):
     context_multiples: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
         (1,), json_schema_extra=STRUCTURAL
     )
+    rope_extension: tuple[Literal["yarn", "pi"], ...] = Field((), json_schema_extra=STRUCTURAL)
     attention_maps: bool = Field(False, json_schema_extra=STRUCTURAL)
     # Also write every metrics row as TensorBoard scalars (run_dir/tensorboard).
     tensorboard: bool = Field(False, json_schema_extra=STRUCTURAL)
@@ -102,6 +107,22 @@ def _long_context_needs_the_base_context(config: Any) -> Iterator[Diagnostic]:
             f"got {list(multiples)}",
             config.eval.span_of("context_multiples"),
             help="for example `context_multiples = [1, 2, 4]`",
+        )
+
+
+def _rope_extension_needs_a_longer_context(config: Any) -> Iterator[Diagnostic]:
+    extensions = config.eval.rope_extension
+    if not extensions:
+        return
+    where = config.eval.span_of("rope_extension")
+    if len(set(extensions)) != len(extensions):
+        yield Diagnostic(f"`eval.rope_extension` names a method twice: {list(extensions)}", where)
+    if max(config.eval.context_multiples) == 1:
+        yield Diagnostic(
+            "`eval.rope_extension` stretches the positions to the longer contexts of "
+            "`eval.context_multiples`, which has only the training context",
+            where,
+            help="add the multiples to evaluate at, e.g. `context_multiples = [1, 2, 4]`",
         )
 
 
@@ -201,7 +222,7 @@ OBJECTIVE = Objective(
         "train.init",
         "eval",
     ),
-    run_rules=(_long_context_needs_the_base_context,),
+    run_rules=(_long_context_needs_the_base_context, _rope_extension_needs_a_longer_context),
     spec_rules=(_finetune_data_in_every_run_or_none, _ensembles_train_one_stage),
     measures_architecture=True,
 )

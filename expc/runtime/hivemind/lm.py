@@ -138,7 +138,11 @@ class LanguageModel:
             ) from None
         vocab = getattr(self.run.model, "vocab_size", None)
         if vocab != BYTE_VOCAB:
-            raise RunError(f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}")
+            bos = vocab == BYTE_VOCAB + 1
+            why = " (`data.bos`: it was trained with a BOS token)" if bos else ""
+            raise RunError(
+                f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}{why}"
+            )
         self.device = torch.device(device)
         self.model = model_module.Transformer(self.run.model).to(self.device)
         try:

@@ -126,6 +126,22 @@ def _rope_extension_needs_a_longer_context(config: Any) -> Iterator[Diagnostic]:
         )
 
 
+def _one_bos_for_both_stages(config: Any) -> Iterator[Diagnostic]:
+    finetune = config.train.finetune
+    data = getattr(finetune, "data", None) if finetune is not None else None
+    if data is None or "bos" not in data.field_spans:
+        return
+    spec_bos = getattr(config.data, "bos", False)
+    if data.bos != spec_bos:
+        yield Diagnostic(
+            f"`train.finetune.data.bos = {str(data.bos).lower()}`, but the model was built "
+            f"for `data.bos = {str(spec_bos).lower()}`: both stages feed one model, whose "
+            "vocabulary holds the BOS token or not",
+            data.span_of("bos"),
+            help="set `bos` in the spec's `data` block; it applies to both stages",
+        )
+
+
 # The data a stage may read instead of the spec's `data`: every kind that yields text
 # (tests/test_components.py checks this against the registry's table).
 TextSource = Annotated[TextData | ArithmeticData, Field(discriminator="kind")]
@@ -222,7 +238,11 @@ OBJECTIVE = Objective(
         "train.init",
         "eval",
     ),
-    run_rules=(_long_context_needs_the_base_context, _rope_extension_needs_a_longer_context),
+    run_rules=(
+        _long_context_needs_the_base_context,
+        _rope_extension_needs_a_longer_context,
+        _one_bos_for_both_stages,
+    ),
     spec_rules=(_finetune_data_in_every_run_or_none, _ensembles_train_one_stage),
     measures_architecture=True,
 )

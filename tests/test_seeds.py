@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -305,3 +306,53 @@ def test_runs_reading_their_own_seeds_upstream_runs_group_by_seed(tmp_path: Path
     odd["model"]["checkpoints"] = ["/runs/lm/vanilla-seed_10"]
     (experiment / "top_p-seed_1/config.json").write_text(json.dumps(odd))
     assert "| top_p | 3 |" not in write_report(experiment).read_text()
+
+
+def test_the_learning_rate_stability_table_finds_each_series_largest_stable_lr(tmp_path: Path):
+    experiment = tmp_path / "lrs"
+    # (variant, lr) -> per seed: (final loss_spikes, diverged, final val_loss)
+    outcomes = {
+        ("vanilla", 0.01): [(0, 0, 2.0), (0, 0, 2.1)],
+        ("vanilla", 0.1): [(0, 0, 2.5), (3, 0, 2.9)],  # one seed spiked: unstable
+        ("vanilla", 0.3): [(0, 1, None), (0, 1, None)],
+        ("gated", 0.01): [(0, 0, 1.9), (0, 0, 2.0)],
+        ("gated", 0.1): [(0, 0, 2.2), (0, 0, 2.3)],
+        ("gated", 0.3): [(0, 0, 6.0), (0, 0, 2.4)],  # worse than uniform, no spike seen
+    }
+    for (variant, lr), seeds in outcomes.items():
+        for seed, (spikes, diverged, loss) in enumerate(seeds):
+            run = experiment / f"{variant}-lr_{lr}-seed_{seed}"
+            run.mkdir(parents=True)
+            config = {
+                "name": run.name,
+                "seed": seed,
+                "model": {"gate": variant},
+                "train": {"lr": lr},
+            }
+            (run / "config.json").write_text(json.dumps(config))
+            last = {"step": 2, "train_loss": 1.0, "loss_spikes": spikes}
+            if diverged:
+                last = {"step": 2, "train_loss": float("nan"), "diverged": 1}
+            else:
+                last["val_loss"] = loss
+            rows = [{"step": 1, "train_loss": 3.0, "val_loss": 3.0, "loss_spikes": 0}, last]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (experiment / "spec.json").write_text(
+        json.dumps({"report": "expc.runtime.lr_stability:analyse"})
+    )
+    with pytest.warns(UserWarning, match="not finite"):  # the diverged rows' NaN losses
+        text = write_report(experiment).read_text()
+    assert "| vanilla | 0.1 | 2 | 0, 3 | 1/2 | 2.7000 ± 2.5412 |" in text
+    assert "| vanilla | 0.3 | 2 | div, div | 0/2 | - |" in text
+    assert "| gated | 0.3 | 2 | 0 (up), 0 | 1/2 |" in text
+    assert "- vanilla: largest stable lr **0.01**" in text
+    assert "- gated: largest stable lr **0.1**" in text
+    # No learning-rate sweep, no table.
+    from expc.runtime.lr_stability import analyse
+
+    for run in experiment.glob("*-lr_0.3-*"):
+        shutil.rmtree(run)
+    assert "- gated: stable at every lr swept, up to 0.1" in "\n".join(analyse(experiment))
+    for run in experiment.glob("*-lr_0.1-*"):
+        shutil.rmtree(run)
+    assert analyse(experiment) == []

@@ -245,4 +245,6 @@ OBJECTIVE = Objective(
     ),
     spec_rules=(_finetune_data_in_every_run_or_none, _ensembles_train_one_stage),
     measures_architecture=True,
+    # A learning-rate sweep's stability table (nothing for a spec without one).
+    report="expc.runtime.lr_stability:analyse",
 )

@@ -671,7 +671,8 @@ def test_a_seeded_pipeline_finetunes_each_seed_from_the_pretrained_run_of_that_s
         "eval_every = 1 }\n",
     )
     out = tmp_path / "runs"
-    result = _expc("run", finetune, "--out", out, "--seeds", "2", cwd=tmp_path)
+    # --jobs 2: the upstream seeds train in child processes, told the seeds to train.
+    result = _expc("run", finetune, "--out", out, "--seeds", "2", "--jobs", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ft reads pre/seed_0, pre/seed_1" in result.stdout
     starts = {}

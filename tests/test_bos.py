@@ -50,3 +50,19 @@ def test_a_bos_run_trains_and_measures_attention_to_the_bos_token(tmp_path: Path
     assert rows and all(0.0 <= r["first_token_attention"] <= 1.0 for r in rows)
     state = torch.load(out / "tiny_bos/main/checkpoint.pt", weights_only=False)
     assert state["model"]["embed.weight"].shape[0] == 257
+    # Sampled as a hivemind generator (or by `expc serve`): BOS first, bytes only out.
+    from expc.runtime.hivemind.lm import LanguageModel
+
+    lm = LanguageModel(out / "tiny_bos/main", generated=tmp_path / "gen")
+    assert lm.bos == 256
+    seen: list[torch.Tensor] = []
+    original = lm.model.forward
+
+    def recording(tokens, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(tokens)
+        return original(tokens, *args, **kwargs)
+
+    lm.model.forward = recording
+    completions = lm.complete("Hello", n=3, max_tokens=8, seed=0)
+    assert seen[0][0].tolist() == [256, *b"Hello"]
+    assert len(completions) == 3 and all(c.tokens == 8 for c in completions)

@@ -94,6 +94,7 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     cancelled: Callable[[], bool] | None = None,
+    vocab: int | None = None,
 ) -> torch.Tensor:
     """Sample `max_new_tokens` tokens after each row of `prompt` (batch, P), int64.
 
@@ -101,7 +102,8 @@ def generate(
     of that row is `stop_token`; when every row has stopped, sampling ends early. Runs under
     `no_grad` (not `inference_mode`: the tokens may later index an embedding in a training
     step). The caller chooses train/eval mode. `cancelled` is asked before each token (a
-    server's client went away): when it says so, `Cancelled` is raised.
+    server's client went away): when it says so, `Cancelled` is raised. `vocab`: only tokens
+    below it are sampled (a model with a BOS token never emits it).
     """
     if prompt.dim() != 2 or prompt.size(1) == 0:
         raise ValueError(f"prompt must be (batch, P) with P >= 1, got {tuple(prompt.shape)}")
@@ -115,7 +117,11 @@ def generate(
     if max_new_tokens == 0:
         return out
     cache = model.new_cache(prompt.size(1) + max_new_tokens) if use_cache else None
-    logits = (model(prompt, cache=cache) if cache is not None else model(prompt))[0][:, -1]
+
+    def last(output: tuple[torch.Tensor, Any]) -> torch.Tensor:
+        return output[0][:, -1] if vocab is None else output[0][:, -1, :vocab]
+
+    logits = last(model(prompt, cache=cache) if cache is not None else model(prompt))
     stopped = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
     for step in range(max_new_tokens):
         if cancelled is not None and cancelled():
@@ -130,7 +136,7 @@ def generate(
         if step + 1 == max_new_tokens or (stop_token is not None and bool(stopped.all())):
             break  # the rest of `out` already holds stop_token
         if cache is not None:
-            logits = model(token[:, None], cache=cache)[0][:, -1]
+            logits = last(model(token[:, None], cache=cache))
         else:
-            logits = model(torch.cat((prompt, out[:, : step + 1]), dim=1))[0][:, -1]
+            logits = last(model(torch.cat((prompt, out[:, : step + 1]), dim=1)))
     return out

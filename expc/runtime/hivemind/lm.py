@@ -137,12 +137,10 @@ class LanguageModel:
                 f"changed since training?): {error!r}"
             ) from None
         vocab = getattr(self.run.model, "vocab_size", None)
-        if vocab != BYTE_VOCAB:
-            bos = vocab == BYTE_VOCAB + 1
-            why = " (`data.bos`: it was trained with a BOS token)" if bos else ""
-            raise RunError(
-                f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}{why}"
-            )
+        if vocab not in (BYTE_VOCAB, BYTE_VOCAB + 1):
+            raise RunError(f"only byte-level LMs (vocab 256) can be sampled; this one has {vocab}")
+        # A `data.bos` model (vocab 257) read every window after its BOS token, id 256.
+        self.bos = BYTE_VOCAB if vocab == BYTE_VOCAB + 1 else None
         self.device = torch.device(device)
         self.model = model_module.Transformer(self.run.model).to(self.device)
         try:
@@ -181,8 +179,11 @@ class LanguageModel:
             )
         # The model reads at most max_context tokens: keep the end of the prompt, which
         # is what the continuation depends on most. An empty prompt starts at a newline.
-        data = prompt.encode("utf-8")[-(self.max_context - max_tokens) :] or b"\n"
-        tokens = torch.tensor(list(data), dtype=torch.long, device=self.device)[None]
+        room = self.max_context - max_tokens - (self.bos is not None)
+        data = prompt.encode("utf-8")[-room:] if room > 0 else b""
+        first = [] if self.bos is None else [self.bos]
+        ids = first + list(data or (b"" if first else b"\n"))
+        tokens = torch.tensor(ids, dtype=torch.long, device=self.device)[None]
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little"))
         completions: list[Completion] = []
@@ -198,6 +199,7 @@ class LanguageModel:
                 generator=generator,
                 use_cache=hasattr(self.model, "new_cache"),
                 cancelled=cancelled,
+                vocab=BYTE_VOCAB,  # bytes only, never the BOS token
             )
             completions += [_decode(bytes(row), stop) for row in new.tolist()]
         return completions

@@ -105,6 +105,22 @@ def test_agent_shapes_and_actor_log_std_range(generated) -> None:
     assert {n for n, _ in agent.named_children()} == {"actor", "critic"}
 
 
+def test_actor_critic_and_temperature_learning_rates_default_to_lr(generated) -> None:
+    import dataclasses
+
+    model_module, train_module = generated
+    run = train_module.RUNS["u_maze-depth_4"]
+    agent = model_module.Agent(4, 2, 2, run.model)
+
+    def rates(train) -> dict[str, float]:  # noqa: ANN001
+        optimizers = train_module.make_optimizers(agent, train)
+        return {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+
+    assert rates(run.train) == dict.fromkeys(("actor", "critic", "alpha"), run.train.lr)
+    own = dataclasses.replace(run.train, alpha_lr=3e-3, critic_lr=1e-3)
+    assert rates(own) == {"actor": run.train.lr, "critic": 1e-3, "alpha": 3e-3}
+
+
 def test_block_layout_variants_generate_their_own_code(tmp_path: Path) -> None:
     text = TINY.replace(
         "model residual_mlp { depth = 8 width = 8 representation = 5 }",

@@ -49,14 +49,19 @@ class CRLTrain(Node):
     `steps` counts gradient steps (each updates the actor and temperature, then the critic,
     on one batch). Before the first, every environment collects `prefill` steps; then every
     `updates_per_unroll` gradient steps, each environment collects `unroll_length` more.
-    The replay buffer keeps the last `replay_capacity` steps of every environment. Adam,
-    constant `lr`, for actor, critic and temperature alike. Evaluation every `eval_every`
+    The replay buffer keeps the last `replay_capacity` steps of every environment. Adam with
+    a constant learning rate: `lr` for actor, critic and temperature alike, unless
+    `actor_lr`, `critic_lr` or `alpha_lr` sets one of them (0: `lr`), as the official code's
+    three learning rates do. Evaluation every `eval_every`
     gradient steps; checkpoints every `checkpoint_every` (0 = at every evaluation).
     """
 
     steps: Annotated[int, Field(ge=1, le=10**9)] = 2000
     batch_size: Annotated[int, Field(ge=2, le=65536)] = 256
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 3e-4
+    actor_lr: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    critic_lr: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
+    alpha_lr: Annotated[float, Field(ge=0.0, le=10.0)] = 0.0
     unroll_length: Annotated[int, Field(ge=1, le=100_000)] = 10
     updates_per_unroll: Annotated[int, Field(ge=1, le=100_000)] = 10
     prefill: Annotated[int, Field(ge=1, le=10**7)] = 100
@@ -137,6 +142,9 @@ OBJECTIVE = Objective(
         "objective",
         "train.steps",
         "train.lr",
+        "train.actor_lr",
+        "train.critic_lr",
+        "train.alpha_lr",
         "train.unroll_length",
         "train.updates_per_unroll",
         "train.prefill",

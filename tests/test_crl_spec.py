@@ -121,6 +121,19 @@ def test_actor_critic_and_temperature_learning_rates_default_to_lr(generated) ->
     assert rates(own) == {"actor": run.train.lr, "critic": 1e-3, "alpha": 3e-3}
 
 
+def test_the_actor_takes_its_own_depth_when_set(generated) -> None:
+    import dataclasses
+
+    model_module, train_module = generated
+    config = train_module.RUNS["u_maze-depth_16"].model
+    assert config.actor_depth == -1
+    tied = model_module.Agent(4, 2, 2, config)
+    assert len(tied.actor.trunk.blocks) == len(tied.critic.sa_encoder.trunk.blocks) == 4
+    own = model_module.Agent(4, 2, 2, dataclasses.replace(config, actor_depth=4))
+    assert len(own.actor.trunk.blocks) == 1
+    assert len(own.critic.sa_encoder.trunk.blocks) == len(own.critic.g_encoder.trunk.blocks) == 4
+
+
 def test_block_layout_variants_generate_their_own_code(tmp_path: Path) -> None:
     text = TINY.replace(
         "model residual_mlp { depth = 8 width = 8 representation = 5 }",
@@ -141,7 +154,7 @@ def test_block_layout_variants_generate_their_own_code(tmp_path: Path) -> None:
         for layer in block.layers:
             h = F.relu(layer.dense(h))
         assert torch.allclose(block(x), x + h if skip else h)
-        assert len(model_module.Trunk(4, config).blocks) == 2
+        assert len(model_module.Trunk(4, config, config.depth).blocks) == 2
 
 
 def test_smoke_run_through_the_cli(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ class ModelConfig:
     """Model hyperparameters; defaults are the spec's base values."""
 
     depth: int = 4  # spec line 22
+    actor_depth: int = -1  # default
     width: int = 64  # spec line 23
     block_layers: int = 4  # spec line 24
     representation: int = 64  # spec line 25
@@ -79,11 +80,11 @@ class ResidualBlock(nn.Module):
 class Trunk(nn.Module):
     """Dense -> norm -> activation, then `depth / block_layers` residual blocks (spec line 22)."""
 
-    def __init__(self, fan_in: int, config: ModelConfig) -> None:
+    def __init__(self, fan_in: int, config: ModelConfig, depth: int) -> None:
         super().__init__()
         self.stem = Layer(fan_in, config)
         self.blocks = nn.Sequential(
-            *(ResidualBlock(config) for _ in range(config.depth // config.block_layers))
+            *(ResidualBlock(config) for _ in range(depth // config.block_layers))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ class Encoder(nn.Module):
 
     def __init__(self, fan_in: int, config: ModelConfig) -> None:
         super().__init__()
-        self.trunk = Trunk(fan_in, config)
+        self.trunk = Trunk(fan_in, config, config.depth)
         self.head = dense(config.width, config.representation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +133,9 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, goal_dim: int, action_dim: int, config: ModelConfig) -> None:
         super().__init__()
-        self.trunk = Trunk(obs_dim + goal_dim, config)
+        # Its own depth when set, else the critic's.
+        depth = config.actor_depth if config.actor_depth >= 0 else config.depth
+        self.trunk = Trunk(obs_dim + goal_dim, config, depth)
         self.mean = dense(config.width, action_dim)
         self.log_std = dense(config.width, action_dim)
 

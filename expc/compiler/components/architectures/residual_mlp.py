@@ -22,11 +22,14 @@ class ResidualMLP(Node):
     -> activation] with a skip connection around all of them (added after the last
     activation). `depth` counts the Dense layers inside the blocks, as the paper does
     (depth 4 = one block; the input and output layers are not counted). The encoders end in
-    a `representation`-wide Dense; the actor in a mean and a log-std head.
+    a `representation`-wide Dense; the actor in a mean and a log-std head. `actor_depth`
+    gives the actor a depth of its own (the official code's `actor_depth` and
+    `critic_depth`); -1, the default, is `depth` for both.
     """
 
     family: Literal["residual_mlp"] = Field("residual_mlp", json_schema_extra=STRUCTURAL)
     depth: Annotated[int, Field(ge=0, le=4096)] = 4
+    actor_depth: Annotated[int, Field(ge=-1, le=4096)] = -1
     width: Annotated[int, Field(ge=1, le=65536)] = 256
     block_layers: Annotated[int, Field(ge=1, le=64)] = 4
     representation: Annotated[int, Field(ge=1, le=65536)] = 64
@@ -37,14 +40,17 @@ class ResidualMLP(Node):
 
 def _depth_is_whole_blocks(config: Any) -> Iterator[Diagnostic]:
     model = config.model
-    if model.depth % model.block_layers:
-        below = model.depth - model.depth % model.block_layers
-        yield Diagnostic(
-            f"`model.depth` ({model.depth}) must be a multiple of `model.block_layers` "
-            f"({model.block_layers}): depth counts the Dense layers of whole residual blocks",
-            model.span_of("depth"),
-            help=f"use {below} or {below + model.block_layers}",
-        )
+    for name in ("depth", "actor_depth"):
+        depth = getattr(model, name)
+        if depth >= 0 and depth % model.block_layers:
+            below = depth - depth % model.block_layers
+            yield Diagnostic(
+                f"`model.{name}` ({depth}) must be a multiple of `model.block_layers` "
+                f"({model.block_layers}): depth counts the Dense layers of whole residual "
+                "blocks",
+                model.span_of(name),
+                help=f"use {below} or {below + model.block_layers}",
+            )
 
 
 ARCHITECTURE = Architecture(

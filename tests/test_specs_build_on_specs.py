@@ -631,18 +631,23 @@ target cpu {}
 """
 
 
-def test_a_run_starts_from_another_experiments_weights(tmp_path: Path) -> None:
-    import torch
-
-    _write(tmp_path, "pre.exp", PRETRAIN)
-    finetune = _write(
-        tmp_path,
+def _pretrain_and_finetune(folder: Path) -> Path:
+    """pre.exp, and ft.exp: one step at lr 1e-9 from pre's weights, on other data."""
+    _write(folder, "pre.exp", PRETRAIN)
+    return _write(
+        folder,
         "ft.exp",
         'extends "pre.exp"\nexperiment ft {}\n'
         "data arithmetic { demonstrations = 200 context = 16 }\n"
         'train { init = run("pre", "main") steps = 1 lr = 1e-9 warmup = 0 weight_decay = 0 '
         "eval_every = 1 }\n",
     )
+
+
+def test_a_run_starts_from_another_experiments_weights(tmp_path: Path) -> None:
+    import torch
+
+    finetune = _pretrain_and_finetune(tmp_path)
     out = tmp_path / "runs"
     result = _expc("run", finetune, "--out", out, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -661,15 +666,7 @@ def test_a_seeded_pipeline_finetunes_each_seed_from_the_pretrained_run_of_that_s
 ) -> None:
     import torch
 
-    _write(tmp_path, "pre.exp", PRETRAIN)
-    finetune = _write(
-        tmp_path,
-        "ft.exp",
-        'extends "pre.exp"\nexperiment ft {}\n'
-        "data arithmetic { demonstrations = 200 context = 16 }\n"
-        'train { init = run("pre", "main") steps = 1 lr = 1e-9 warmup = 0 weight_decay = 0 '
-        "eval_every = 1 }\n",
-    )
+    finetune = _pretrain_and_finetune(tmp_path)
     out = tmp_path / "runs"
     # --jobs 2: the upstream seeds train in child processes, told the seeds to train.
     result = _expc("run", finetune, "--out", out, "--seeds", "2", "--jobs", "2", cwd=tmp_path)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -36,10 +37,19 @@ from expc.compiler.source import SourceFile
 from expc.runtime import integrity
 from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
-from expc.runtime.loader import load_train_module
 from expc.runtime.metrics import read_metrics
 from expc.runtime.run_folder import claim
-from expc.runtime.worker import RunJob, describe, log_failure, summary, torchrun_command
+from expc.runtime.worker import (
+    EnsembleJob,
+    Job,
+    RunJob,
+    describe,
+    execute_ensemble,
+    log_failure,
+    summary,
+    torchrun_command,
+    train_module,
+)
 from expc.verdict import verdict_of
 
 
@@ -186,7 +196,7 @@ def _execute(
     wanted = [runs[n] for n in names if n not in blocked]
     blocked.update(_build_upstream(session, wanted, profile, experiment))
 
-    module = load_train_module(package_dir)
+    module = train_module(package_dir)
     experiment_dir.mkdir(parents=True, exist_ok=True)
     _write_text(
         experiment_dir / "spec.json",
@@ -261,23 +271,20 @@ def _execute(
             f"--jobs runs local processes; with the {launch.launcher} launcher, each run is "
             "placed by it (set CPUs per run with --cpus)"
         )
-    if target.ensemble != "off" and (launch.launcher != "local" or session.jobs > 1):
-        placed = f"the {launch.launcher} launcher" if launch.launcher != "local" else "--jobs"
-        raise RunError(
-            f"`target.ensemble = {target.ensemble}` trains its runs together in this process; "
-            f"{placed} places each run on its own (use one, or take `ensemble` out of the "
-            "spec's target block)"
-        )
     ddp = target.devices if target.strategy == "ddp" else 1
+    # The units of placement: each ensemble `target.ensemble` forms is one (one process
+    # trains its members together), every other run is one on its own.
+    groups = _ensembles(compiled.spec, {name: config_of(name) for name in pending})
     tracker = _tracker(session, compiled.spec)
     with _live_tracking(session, tracker, experiment_dir, failed):
         if launch.launcher != "local" and pending:
-            jobs = [
-                _job(
-                    name, config_of(name), package_dir, experiment_dir, session, resumes[name], ddp
+            jobs: list[Job] = []
+            for group in groups:
+                members = tuple(
+                    _job(n, config_of(n), package_dir, experiment_dir, session, resumes[n], ddp)
+                    for n in group
                 )
-                for name in pending
-            ]
+                jobs.append(EnsembleJob(members) if len(members) > 1 else members[0])
             for result in launchers.launch(jobs, launch, target, experiment_dir, console):
                 if result.error:
                     failed[result.name] = result.error
@@ -310,25 +317,24 @@ def _execute(
                     failed[name] = f"see {experiment_dir / name / 'job.log'}"
                 elif (run_dir / "metrics.jsonl").is_file():
                     integrity.record(run_dir)
-        elif session.jobs > 1 and len(pending) > 1:
+        elif session.jobs > 1 and len(groups) > 1:
             flags = _child_flags(profile, sets, session.device, session.resume, generated)
             if seeds is not None:
                 flags += ["--seeds", seeds]
-            for name in _run_jobs(
-                spec_path, pending, flags, experiment_dir, session.out_dir, session.jobs, console
-            ):
-                failed[name] = f"see {experiment_dir / name / 'job.log'}"
+            for name, log in _run_jobs(
+                spec_path, groups, flags, experiment_dir, session.out_dir, session.jobs, console
+            ).items():
+                failed[name] = f"see {log}"
         elif pending:
             if launch.cpus:  # threads per run, as a launcher gives a run the CPUs it reserved
                 import torch
 
                 torch.set_num_threads(launch.cpus)
             configs = {name: config_of(name) for name in pending}
-            groups = _ensembles(compiled.spec, configs)
             with progress_bar() as bar:
                 for group in (g for g in groups if len(g) > 1):
                     for name, why in _train_ensemble(
-                        module, group, configs, experiment_dir, session, resumes, bar
+                        group, configs, package_dir, experiment_dir, session, resumes, bar
                     ).items():
                         failed[name] = why
                     _sync(session, tracker, experiment_dir, failed)
@@ -441,9 +447,9 @@ def _ensembles(spec: ir.Spec, configs: dict[str, Any]) -> list[list[str]]:
 
 
 def _train_ensemble(
-    module: Any,
     group: list[str],
     configs: dict[str, Any],
+    package_dir: Path,
     experiment_dir: Path,
     session: Session,
     resumes: dict[str, bool],
@@ -451,36 +457,23 @@ def _train_ensemble(
 ) -> dict[str, str]:
     """One ensemble of runs in this process; returns the runs that failed, with why. Each
     member's folder is claimed, recorded and summarised as a run trained on its own."""
-    from contextlib import ExitStack
-
     from expc.runtime.progress import Progress
 
-    folders = [experiment_dir / name for name in group]
-    tasks = [
-        Progress(bar, name, getattr(configs[name].train, "total_steps", configs[name].train.steps))
-        for name in group
-    ]
+    job = EnsembleJob(
+        tuple(
+            _job(name, configs[name], package_dir, experiment_dir, session, resumes[name], 1)
+            for name in group
+        )
+    )
+    sinks = {member.name: Progress(bar, member.name, member.steps) for member in job.members}
     bar.console.print(f"[bold]ensemble[/] of {len(group)} runs: {', '.join(group)}")
-    try:
-        with ExitStack() as claims:
-            for folder in folders:  # one writer per run folder
-                claims.enter_context(claim(folder))
-            finals = module.train_ensemble(
-                [configs[name] for name in group],
-                folders,
-                tasks,
-                device=session.device,
-                resume=[resumes[name] for name in group],
-            )
-    except (RunError, OSError) as error:  # these runs cannot go on; the others can
-        problem = describe(error, ", ".join(group))
-        for folder in folders:
-            log_failure(folder, problem)
-        bar.console.print(f"[bold red]ensemble {', '.join(group)}: failed[/]: {problem}")
-        return {name: problem for name in group}
-    for name, folder, final in zip(group, folders, finals, strict=True):
-        integrity.record(folder)  # what "finished" is checked against
-        bar.console.print(f"[bold]{name}[/]: {summary(final)}")
+    results = execute_ensemble(job, sinks)
+    failed = {result.name: result.error for result in results if result.error}
+    if failed:
+        bar.console.print(f"[bold red]{job.name}: failed[/]: {results[0].error}")
+        return failed
+    for result in results:
+        bar.console.print(f"[bold]{result.name}[/]: {summary(result.final)}")
     return {}
 
 
@@ -758,37 +751,55 @@ def _child_flags(
 
 def _run_jobs(
     spec_path: Path,
-    names: list[str],
+    groups: list[list[str]],
     flags: list[str],
     experiment_dir: Path,
     out_dir: Path,
     jobs: int,
     console: Console,
-) -> list[str]:
-    """Each run in its own `expc run` process, `jobs` at a time; a failure stops only itself."""
+) -> dict[str, Path]:
+    """Each run (each ensemble: its members together) in its own `expc run` process, `jobs`
+    at a time; a failure stops only itself. Returns the runs that failed, with their log."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
-    def launch(name: str) -> int:
-        log_path = experiment_dir / name / "job.log"
+    def launch(group: list[str]) -> tuple[int, float]:
+        """The child's exit code, and when it started. An ensemble's output goes into its
+        first member's job.log."""
+        started = time.time()
+        log_path = experiment_dir / group[0] / "job.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "expc", "run", str(spec_path), "--variant", name]
+        command = [sys.executable, "-m", "expc", "run", str(spec_path)]
+        command += [arg for name in group for arg in ("--variant", name)]
         command += ["--out", str(out_dir), "--no-report", *flags]
         with log_path.open("w") as log:
-            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        return code, started
 
-    failed = []
+    def finished(name: str, since: float) -> bool:
+        """Whether this child closed the run's files (integrity.json written and verified)."""
+        record = experiment_dir / name / "integrity.json"
+        return (
+            record.is_file()
+            and record.stat().st_mtime >= since
+            and integrity.problem(experiment_dir / name) is None
+        )
+
+    failed: dict[str, Path] = {}
+    units = "runs" if all(len(group) == 1 for group in groups) else "runs and ensembles"
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(launch, name): name for name in names}
-        console.print(f"running {len(names)} runs, {jobs} at a time ({threads} thread(s) each)")
+        futures = {pool.submit(launch, group): group for group in groups}
+        console.print(f"running {len(groups)} {units}, {jobs} at a time ({threads} thread(s) each)")
         for future in as_completed(futures):
-            name = futures[future]
-            if future.result() == 0:
-                rows = read_metrics(experiment_dir / name)
-                console.print(f"[bold]{name}[/]: {summary(rows[-1]) if rows else 'done'}")
-            else:
-                failed.append(name)
-                console.print(
-                    f"[bold red]{name}: failed[/] (log: {experiment_dir / name / 'job.log'})"
-                )
+            group = futures[future]
+            code, started = future.result()
+            log = experiment_dir / group[0] / "job.log"
+            for name in group:
+                # A member that failed alone (diverged) fails alone: the others verify.
+                if code == 0 or finished(name, started):
+                    rows = read_metrics(experiment_dir / name)
+                    console.print(f"[bold]{name}[/]: {summary(rows[-1]) if rows else 'done'}")
+                else:
+                    failed[name] = log
+                    console.print(f"[bold red]{name}: failed[/] (log: {log})")
     return failed

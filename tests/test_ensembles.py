@@ -266,17 +266,6 @@ def test_expc_run_groups_runs_by_structure_and_writes_standalone_folders(tmp_pat
     assert again.returncode == 0 and "ensemble of" not in again.stdout  # all up to date
 
 
-def test_ensembles_refuse_other_launchers_with_a_message(tmp_path: Path) -> None:
-    spec = tmp_path / "jobs.exp"
-    spec.write_text(
-        _diffusion("jobs", model="unet { width = 8 groups = 4 }", steps=2, evaluations=1)
-    )
-    result = _expc_run(tmp_path, spec, "--jobs", "2")
-    assert result.returncode == 1
-    assert "trains its runs together in this process; --jobs" in result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-
-
 def test_groups_split_on_structure_and_respect_the_cap() -> None:
     def config(seed: int, lr: float, width: int) -> dict:
         return {

@@ -284,3 +284,76 @@ def test_launch_blocks_merge_replace_and_remove_through_extends(tmp_path: Path) 
     assert [r.config.model_dump() for r in with_block.runs] == [
         r.config.model_dump() for r in without.runs
     ]
+
+
+# Seeds as ensembles (`target { ensemble = auto }`): each depth's 3 seeds train together.
+ENSEMBLES = """\
+experiment launch_ensembles { seeds = 3 }
+objective next_token {}
+data text { context = 8 }
+model transformer { layers = 1 width = 16 heads = 2 }
+train { steps = 8 batch_size = 4 eval_every = 4 eval_batches = 1 }
+target { threads = 1 ensemble = auto }
+sweep depth { model.layers = [1, 2] }
+"""
+
+
+def test_ensembles_are_placed_whole_by_every_launcher(tmp_path: Path) -> None:
+    """An ensemble is one unit of placement: one `--jobs` child, one Ray task, one array
+    job; its members' folders are those the in-process ensemble writes."""
+    spec = tmp_path / "ensembles.exp"
+    spec.write_text(ENSEMBLES)
+    placements = {
+        "local": (),
+        "jobs": ("--jobs", "2"),
+        "ray": ("--launcher", "ray"),
+        "slurm": ("--launcher", "slurm", "--executor", "local"),
+    }
+    outputs = {}
+    for placement, flags in placements.items():
+        done = expc(spec, "--out", tmp_path / placement, *flags)
+        outputs[placement] = done.stdout + done.stderr
+        assert done.returncode == 0, outputs[placement]
+        assert "Traceback" not in outputs[placement]
+    assert outputs["local"].count("ensemble of 3 runs") == 2
+    assert "running 2 runs and ensembles, 2 at a time" in outputs["jobs"]
+    assert "running 6 runs as 2 tasks on Ray" in outputs["ray"]
+    assert "submitted 6 runs as 2 jobs to local" in outputs["slurm"]
+    local = tmp_path / "local" / "launch_ensembles"
+    names = sorted(p.name for p in local.iterdir() if (p / "summary.json").exists())
+    assert len(names) == 6
+    for placement in ("jobs", "ray", "slurm"):
+        placed = tmp_path / placement / "launch_ensembles"
+        for name in names:
+            assert rows(placed / name) == rows(local / name), (placement, name)
+        assert (placed / "report.md").exists()
+    # Finished members are skipped; a lost one trains alone, whichever launcher runs it (a
+    # standalone run is its ensemble member up to float rounding: vmap sums in another order).
+    (tmp_path / "ray" / "launch_ensembles" / names[0] / "metrics.jsonl").unlink()
+    again = expc(spec, "--out", tmp_path / "ray", "--launcher", "ray")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("finished earlier") == 5
+    assert "running 1 run on Ray" in again.stdout
+    alone = rows(tmp_path / "ray" / "launch_ensembles" / names[0])
+    assert alone == [pytest.approx(row, rel=1e-5) for row in rows(local / names[0])]
+
+
+def test_a_failed_ensemble_under_jobs_fails_its_members_and_the_other_goes_on(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "ensembles.exp"
+    spec.write_text(ENSEMBLES)
+    experiment = tmp_path / "jobs" / "launch_ensembles"
+    broken = experiment / "layers_2-seed_1"
+    broken.mkdir(parents=True)
+    (broken / "metrics.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    done = expc(spec, "--out", tmp_path / "jobs", "--jobs", "2")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert "3 of 6 runs failed" in output and "the others finished" in output
+    for seed in (0, 1, 2):
+        assert (experiment / f"layers_1-seed_{seed}" / "summary.json").exists()
+        assert not (experiment / f"layers_2-seed_{seed}" / "summary.json").exists()
+    log = (experiment / "layers_2-seed_0" / "job.log").read_text()
+    assert "is a symlink; refusing to write through it" in log

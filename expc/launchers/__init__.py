@@ -1,10 +1,11 @@
 """Where a sweep's runs execute, beyond the local runner: a Ray cluster (`ray_launcher`) or
 SLURM through submitit (`slurm_launcher`).
 
-Every launcher takes the same `RunJob`s (expc.runtime.worker) the local runner trains and
-hands back one `JobResult` per run; the runner keeps everything else (which runs are
-skipped or resumed, the failures it reports, the report). A launcher only decides where
-`worker.execute(job)` is called, so it never changes a run's numbers.
+Every launcher takes the same jobs (expc.runtime.worker: a `RunJob`, or an `EnsembleJob`
+whose members train together) the local runner trains and hands back one `JobResult` per
+run; the runner keeps everything else (which runs are skipped or resumed, the failures it
+reports, the report). A launcher only decides where `worker.execute_job(job)` is called,
+so it never changes a run's numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from expc.compiler import ir
-    from expc.runtime.worker import JobResult, RunJob
+    from expc.runtime.worker import Job, JobResult, RunJob
 
 LauncherKind = Literal["local", "ray", "slurm"]
 
@@ -82,7 +83,7 @@ def settings_for(block: ir.Node | None, flags: dict[str, Any]) -> LaunchSettings
 
 
 def launch(
-    jobs: list[RunJob],
+    jobs: list[Job],
     settings: LaunchSettings,
     target: Any,
     experiment_dir: Path,
@@ -94,7 +95,9 @@ def launch(
     gpus = settings.gpus_for(target.device, devices)
     # A run uses the CPUs reserved for it: torch threads = CPUs (a DDP run splits them).
     settings = settings.updated(cpus=settings.cpus or devices)
-    jobs = [replace(job, threads=settings.cpus) if job.devices == 1 else job for job in jobs]
+    from expc.runtime.worker import with_threads
+
+    jobs = [with_threads(job, settings.cpus) for job in jobs]
     if settings.launcher == "ray":
         from expc.launchers import ray_launcher
 

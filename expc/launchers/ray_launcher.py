@@ -1,4 +1,5 @@
-"""`expc run SPEC --launcher ray [--address ADDR]`: each run is a Ray task.
+"""`expc run SPEC --launcher ray [--address ADDR]`: each run is a Ray task (an ensemble of
+runs, `target { ensemble }`, one task that trains its members together).
 
 Ray reuses a task's worker process for later tasks, and `worker.execute` keeps the
 generated module it imported, so a sweep of short runs pays interpreter and torch start-up
@@ -20,7 +21,6 @@ import socket
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from rich.console import Console
 
 from expc.launchers import LaunchSettings, show_result
 from expc.runtime.errors import RunError
-from expc.runtime.worker import JobResult, RunJob, execute, log_failure
+from expc.runtime.worker import Job, JobResult, execute_job, log_failure, resumed, runs_of
 
 # Seconds between two progress reports of one run: enough to keep the bars live without
 # making the actor a bottleneck for a sweep of many fast runs.
@@ -81,12 +81,13 @@ class _BoardSink:
             self.board.update.remote(self.name, self.done, self.loss)
 
 
-def _task(job: RunJob, board: Any) -> JobResult:
-    """What a Ray worker executes for one run."""
-    sink = _BoardSink(board, job.name)
-    result = execute(job, sink)
-    board.update.remote(job.name, sink.done, sink.loss)
-    return result
+def _task(job: Job, board: Any) -> list[JobResult]:
+    """What a Ray worker executes for one job: its runs' results, in order."""
+    sinks = {run.name: _BoardSink(board, run.name) for run in runs_of(job)}
+    results = execute_job(job, sinks)
+    for sink in sinks.values():
+        board.update.remote(sink.name, sink.done, sink.loss)
+    return results
 
 
 def connect(settings: LaunchSettings, console: Console) -> bool:
@@ -140,7 +141,7 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
 
 
 def run(
-    jobs: list[RunJob], settings: LaunchSettings, console: Console, gpus: int = 0
+    jobs: list[Job], settings: LaunchSettings, console: Console, gpus: int = 0
 ) -> Iterable[JobResult]:
     """Run the jobs as Ray tasks; yields each result as it arrives. The local Ray this
     starts stays up for the command's other specs (see shutdown)."""
@@ -154,7 +155,10 @@ def run(
         max_retries=0,  # retries are ours: a retry must resume, not start over
     )
     resources = ray.cluster_resources()
-    runs = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
+    count = sum(len(runs_of(job)) for job in jobs)
+    runs = f"{count} run{'s' if count != 1 else ''}"
+    if count != len(jobs):
+        runs += f" as {len(jobs)} tasks"
     console.print(
         f"running {runs} on Ray ({int(resources.get('CPU', 0))} CPUs, "
         f"{int(resources.get('GPU', 0))} GPUs; {settings.cpus or 1} CPU(s) per run)"
@@ -165,12 +169,12 @@ def run(
 
 def _gather(
     ray: Any,
-    pending: dict[Any, RunJob],
+    pending: dict[Any, Job],
     submit: Any,
     board: Any,
     settings: LaunchSettings,
 ) -> Iterable[JobResult]:
-    """Each task's result as it ends, with a bar per run fed by the board; a run whose
+    """Each run's result as its task ends, with a bar per run fed by the board; a task whose
     worker died is submitted again with resume, `settings.retries` times at most."""
     from expc.runtime.progress import progress_bar
 
@@ -178,7 +182,9 @@ def _gather(
     attempts = dict.fromkeys((job.name for job in jobs), 0)
     with progress_bar() as bar:
         bars = {
-            job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
+            run.name: bar.add_task(run.name, total=run.steps, loss=float("nan"))
+            for job in jobs
+            for run in runs_of(job)
         }
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
@@ -187,18 +193,19 @@ def _gather(
                 bar.update(bars[name], completed=steps, **fields)
             for ref in ready:
                 job = pending.pop(ref)
-                result = _result(ray, ref, job)
-                died = bool(result.error and result.error.startswith(_DIED))
+                results = _results(ray, ref, job)
+                died = any(r.error and r.error.startswith(_DIED) for r in results)
                 if died and attempts[job.name] < settings.retries:
                     attempts[job.name] += 1
                     bar.console.print(
                         f"[yellow]{job.name}[/]: its worker died; resuming it "
                         f"(retry {attempts[job.name]} of {settings.retries})"
                     )
-                    pending[submit(replace(job, resume=True))] = job
+                    pending[submit(resumed(job))] = job
                     continue
-                show_result(bar, bars[job.name], job, result)
-                yield result
+                for run, result in zip(runs_of(job), results, strict=True):
+                    show_result(bar, bars[run.name], run, result)
+                    yield result
 
 
 # Whether this process started the local Ray it is connected to (and so stops it).
@@ -217,24 +224,31 @@ def shutdown() -> None:
 _DIED = "the Ray worker running it died"
 
 
-def _result(ray: Any, ref: Any, job: RunJob) -> JobResult:
-    """A task's JobResult; a task that died with its worker becomes a failed run."""
+def _results(ray: Any, ref: Any, job: Job) -> list[JobResult]:
+    """A task's JobResults; a task that died with its worker fails each of its runs."""
     try:
         return ray.get(ref)
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as error:
         why = type(error).__name__
     except ray.exceptions.RayTaskError as error:
         # Not a user mistake (those come back as a JobResult): a bug, whose traceback goes
-        # into the run's job.log while the sweep's other runs go on.
-        log_failure(Path(job.run_dir), error)
+        # into the runs' job.log while the sweep's other runs go on.
         cause = error.cause if isinstance(error.cause, BaseException) else error
-        return JobResult(
-            job.name, None, f"raised {type(cause).__name__}: {cause} (traceback in job.log)"
-        )
+        for run in runs_of(job):
+            log_failure(Path(run.run_dir), error)
+        return [
+            JobResult(
+                run.name, None, f"raised {type(cause).__name__}: {cause} (traceback in job.log)"
+            )
+            for run in runs_of(job)
+        ]
     except ray.exceptions.RayError as error:
         why = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    return JobResult(
-        job.name,
-        None,
-        f"{_DIED} ({why}); `expc run ... --resume` continues it from its last checkpoint",
-    )
+    return [
+        JobResult(
+            run.name,
+            None,
+            f"{_DIED} ({why}); `expc run ... --resume` continues it from its last checkpoint",
+        )
+        for run in runs_of(job)
+    ]

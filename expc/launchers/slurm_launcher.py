@@ -1,6 +1,7 @@
 """`expc run SPEC --launcher slurm`: the runs as one SLURM job array, through submitit.
 
-Each array element calls `worker.execute(job)` on its node, so the run folder it writes is
+Each array element calls `worker.execute_job(job)` on its node (one run, or an ensemble of
+runs that `target { ensemble }` trains together in one job), so the run folder it writes is
 the one a local run writes; the folders (and the generated package) must be on a file
 system the nodes share, as they are on a cluster's home or scratch. The driver waits for
 the array, drawing each run's progress from the steps in its metrics.jsonl, and reports
@@ -24,7 +25,7 @@ from rich.console import Console
 
 from expc.launchers import LaunchSettings, show_result
 from expc.runtime.errors import RunError
-from expc.runtime.worker import JobResult, RunJob, execute
+from expc.runtime.worker import Job, JobResult, execute_job, runs_of
 
 POLL_S = 1.0
 
@@ -37,7 +38,7 @@ def _submitit() -> Any:
     return submitit
 
 
-def parameters(settings: LaunchSettings, jobs: list[RunJob], gpus: int) -> dict[str, Any]:
+def parameters(settings: LaunchSettings, jobs: list[Job], gpus: int) -> dict[str, Any]:
     """submitit's executor parameters (its portable names, and slurm_* for sbatch)."""
     cpus = settings.cpus or max(1, max((job.devices for job in jobs), default=1))
     chosen: dict[str, Any] = {
@@ -62,7 +63,7 @@ def parameters(settings: LaunchSettings, jobs: list[RunJob], gpus: int) -> dict[
     return chosen
 
 
-def sbatch_script(settings: LaunchSettings, jobs: list[RunJob], folder: Path, gpus: int) -> str:
+def sbatch_script(settings: LaunchSettings, jobs: list[Job], folder: Path, gpus: int) -> str:
     """The sbatch script submitit writes for this array (what --dry-run prints)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
@@ -106,7 +107,7 @@ def _progress(run_dir: Path) -> tuple[int, float | None]:
 
 
 def run(
-    jobs: list[RunJob],
+    jobs: list[Job],
     settings: LaunchSettings,
     console: Console,
     experiment_dir: Path,
@@ -118,12 +119,13 @@ def run(
     cluster = settings.cluster or "slurm"
     if settings.dry_run:
         if cluster == "slurm":
-            console.print(f"# would submit {len(jobs)} runs as one job array:")
+            console.print(f"# would submit {_counted(jobs)} as one job array:")
             console.print(sbatch_script(settings, jobs, folder, gpus), markup=False)
         else:
-            console.print(f"# would run {len(jobs)} runs with submitit's {cluster} executor")
+            console.print(f"# would run {_counted(jobs)} with submitit's {cluster} executor")
         for index, job in enumerate(jobs):
-            console.print(f"#   [{index}] {job.name} -> {job.run_dir}", markup=False)
+            for run in runs_of(job):
+                console.print(f"#   [{index}] {run.name} -> {run.run_dir}", markup=False)
         return
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -134,7 +136,7 @@ def run(
         ) from None
     executor.update_parameters(**parameters(settings, jobs, gpus))
     try:
-        submitted = executor.map_array(execute, jobs)
+        submitted = executor.map_array(execute_job, jobs)
     except (subprocess.CalledProcessError, OSError, submitit.core.utils.FailedJobError) as error:
         detail = getattr(error, "stderr", None) or getattr(error, "output", None) or error
         if isinstance(detail, bytes):
@@ -144,7 +146,7 @@ def run(
         ) from None
     ids = sorted({str(job.job_id).split("_")[0] for job in submitted})
     console.print(
-        f"submitted {len(jobs)} runs to {cluster} (job {', '.join(ids)}); logs in {folder}"
+        f"submitted {_counted(jobs)} to {cluster} (job {', '.join(ids)}); logs in {folder}"
     )
     waiting = dict(zip(submitted, jobs, strict=True))
     try:
@@ -158,41 +160,55 @@ def run(
         raise
 
 
-def _wait(submitit: Any, waiting: dict[Any, RunJob], jobs: list[RunJob]) -> Iterable[JobResult]:
-    """Each job's result as it ends, with a progress bar per run drawn from the steps in
-    its metrics.jsonl (the run folders are on a file system the driver sees)."""
+def _counted(jobs: list[Job]) -> str:
+    """ "8 runs", or "8 runs as 3 jobs" when ensembles train several runs in one job."""
+    runs = sum(len(runs_of(job)) for job in jobs)
+    text = f"{runs} run{'s' if runs != 1 else ''}"
+    return text if runs == len(jobs) else f"{text} as {len(jobs)} jobs"
+
+
+def _wait(submitit: Any, waiting: dict[Any, Job], jobs: list[Job]) -> Iterable[JobResult]:
+    """Each run's result as its job ends, with a progress bar per run drawn from the steps
+    in its metrics.jsonl (the run folders are on a file system the driver sees)."""
     from expc.runtime.progress import progress_bar
 
     with progress_bar() as bar:
         bars = {
-            job.name: bar.add_task(job.name, total=job.steps, loss=float("nan")) for job in jobs
+            run.name: bar.add_task(run.name, total=run.steps, loss=float("nan"))
+            for job in jobs
+            for run in runs_of(job)
         }
         while waiting:
             for handle, job in list(waiting.items()):
-                step, loss = _progress(Path(job.run_dir))
-                bar.update(
-                    bars[job.name], completed=step, **({} if loss is None else {"loss": loss})
-                )
+                for run in runs_of(job):
+                    step, loss = _progress(Path(run.run_dir))
+                    bar.update(
+                        bars[run.name], completed=step, **({} if loss is None else {"loss": loss})
+                    )
                 if not handle.done():
                     continue
                 del waiting[handle]
-                result = _result(submitit, handle, job)
-                show_result(bar, bars[job.name], job, result)
-                yield result
+                for run, result in zip(runs_of(job), _results(submitit, handle, job), strict=True):
+                    show_result(bar, bars[run.name], run, result)
+                    yield result
             if waiting:
                 time.sleep(POLL_S)
 
 
-def _result(submitit: Any, handle: Any, job: RunJob) -> JobResult:
-    """A finished job's JobResult; a job that died (timeout, preempted, killed, a node
-    lost) is a failed run whose message says where its log is."""
+def _results(submitit: Any, handle: Any, job: Job) -> list[JobResult]:
+    """A finished job's JobResults; a job that died (timeout, preempted, killed, a node
+    lost) fails each of its runs with a message that says where its log is."""
     try:
         return handle.result()
     except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "no result"
-        return JobResult(
-            job.name,
-            None,
-            f"job {handle.job_id} ended without a result ({first}); log: {handle.paths.stderr}; "
-            "`expc run ... --resume` continues it from its last checkpoint",
-        )
+        return [
+            JobResult(
+                run.name,
+                None,
+                f"job {handle.job_id} ended without a result ({first}); log: "
+                f"{handle.paths.stderr}; `expc run ... --resume` continues it from its last "
+                "checkpoint",
+            )
+            for run in runs_of(job)
+        ]

@@ -3,7 +3,10 @@ or a SLURM job all call `execute(job)`, so a run trains the same way, and writes
 run folder, whichever launcher placed it.
 
 A `RunJob` is plain data (picklable, JSON-able): the generated package's folder, the run's
-config as `dataclasses.asdict` gives it, the run folder, and how to start. A worker that
+config as `dataclasses.asdict` gives it, the run folder, and how to start. An
+`EnsembleJob` holds several RunJobs that `target { ensemble }` trains together in one
+process (one vectorized step); it is placed as one unit and gives back one JobResult per
+member, so a launcher treats a member as any other run. A worker that
 executes many jobs keeps the generated module it imported (keyed by the package folder and
 the mtime of its files), so a warm worker pays interpreter, torch and import start-up once
 per sweep, not once per run.
@@ -16,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -41,6 +44,51 @@ class RunJob:
 
 
 @dataclass(frozen=True)
+class EnsembleJob:
+    """Runs that train together as one vectorized ensemble: one process, one unit of
+    placement (their CPUs and GPU are the ensemble's), one result per member."""
+
+    members: tuple[RunJob, ...]
+
+    @property
+    def name(self) -> str:
+        return "ensemble of " + ", ".join(job.name for job in self.members)
+
+    @property
+    def devices(self) -> int:
+        return 1  # ensembles never run under DDP
+
+    @property
+    def threads(self) -> int:
+        return self.members[0].threads
+
+    def with_threads(self, threads: int) -> EnsembleJob:
+        return EnsembleJob(tuple(replace(job, threads=threads) for job in self.members))
+
+    def resumed(self) -> EnsembleJob:
+        return EnsembleJob(tuple(replace(job, resume=True) for job in self.members))
+
+
+Job = RunJob | EnsembleJob
+
+
+def runs_of(job: Job) -> tuple[RunJob, ...]:
+    """The runs a job trains: its members, or the run itself."""
+    return job.members if isinstance(job, EnsembleJob) else (job,)
+
+
+def resumed(job: Job) -> Job:
+    """The job again, continuing from its checkpoints (a retry after a worker died)."""
+    return job.resumed() if isinstance(job, EnsembleJob) else replace(job, resume=True)
+
+
+def with_threads(job: Job, threads: int) -> Job:
+    if isinstance(job, EnsembleJob):
+        return job.with_threads(threads)
+    return replace(job, threads=threads) if job.devices == 1 else job
+
+
+@dataclass(frozen=True)
 class JobResult:
     name: str
     final: dict[str, Any] | None  # the last metrics row, when the run finished
@@ -58,7 +106,9 @@ class StepSink(Protocol):
 _MODULES: dict[tuple[str, float], ModuleType] = {}
 
 
-def _module(package_dir: str) -> ModuleType:
+def train_module(package_dir: str | Path) -> ModuleType:
+    """The generated package's train module, imported once per worker (again when its
+    files change)."""
     from expc.runtime.loader import load_train_module
 
     folder = Path(package_dir)
@@ -113,6 +163,58 @@ def execute(job: RunJob, progress: StepSink | None = None) -> JobResult:
     return JobResult(job.name, final, None, time.perf_counter() - started, os.getpid())
 
 
+def execute_job(job: Job, progress: dict[str, StepSink] | None = None) -> list[JobResult]:
+    """Train a job, one run or an ensemble, into its folders: one JobResult per run, in the
+    order of `runs_of(job)`; `progress` maps run names to their sinks."""
+    sinks = progress or {}
+    if isinstance(job, RunJob):
+        return [execute(job, sinks.get(job.name))]
+    return execute_ensemble(job, sinks)
+
+
+def execute_ensemble(job: EnsembleJob, progress: dict[str, StepSink]) -> list[JobResult]:
+    """Train the members together (the generated `train_ensemble`); a failure that stops
+    the ensemble fails each member with its message, as the local runner does."""
+    from contextlib import ExitStack
+
+    from expc.runtime import integrity
+    from expc.runtime.loader import run_from_dict
+    from expc.runtime.run_folder import claim
+
+    started = time.perf_counter()
+    first = job.members[0]
+    os.chdir(first.cwd)
+    folders = [Path(member.run_dir) for member in job.members]
+    try:
+        with ExitStack() as claims:
+            for folder in folders:  # one writer per run folder
+                claims.enter_context(claim(folder))
+            if first.threads > 0:
+                import torch
+
+                torch.set_num_threads(first.threads)
+            module = train_module(first.package_dir)
+            finals = module.train_ensemble(
+                [run_from_dict(module, member.run) for member in job.members],
+                folders,
+                [progress.get(member.name) for member in job.members],
+                device=first.device,
+                resume=[member.resume for member in job.members],
+            )
+    except (RunError, OSError) as error:
+        problem = describe(error, ", ".join(member.name for member in job.members))
+        seconds = time.perf_counter() - started
+        for folder in folders:
+            log_failure(folder, problem)
+        return [JobResult(m.name, None, problem, seconds, os.getpid()) for m in job.members]
+    seconds = time.perf_counter() - started
+    results = []
+    for member, folder, final in zip(job.members, folders, finals, strict=True):
+        integrity.record(folder)  # what "finished" is checked against
+        results.append(JobResult(member.name, final, None, seconds, os.getpid()))
+    return results
+
+
 def _train_here(job: RunJob, progress: StepSink | None) -> dict[str, Any]:
     from expc.runtime.loader import run_from_dict
 
@@ -120,7 +222,7 @@ def _train_here(job: RunJob, progress: StepSink | None) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(job.threads)
-    module = _module(job.package_dir)
+    module = train_module(job.package_dir)
     config = run_from_dict(module, job.run)
     return module.train(config, Path(job.run_dir), progress, device=job.device, resume=job.resume)
 

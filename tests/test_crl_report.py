@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from expc.runtime.crl.report import analyse, collect, second_half_mean
+from expc.runtime.crl.report import analyse, collect, second_half_mean, span_means
 
 
 def write_run(experiment: Path, name: str, depth: int, success: list[float]) -> None:
@@ -55,3 +55,36 @@ def test_analyse_builds_a_table_per_series_and_a_plot(tmp_path: Path) -> None:
 
 def test_analyse_without_runs_is_empty(tmp_path: Path) -> None:
     assert analyse(tmp_path) == []
+
+
+def test_span_means_split_the_steps_into_equal_spans() -> None:
+    rows = [{"step": s, "x": float(s)} for s in (100, 200, 300, 400, 500, 600, 700, 800)]
+    assert span_means(rows, "x") == [150.0, 350.0, 550.0, 750.0]
+    # A span without an evaluation is None, not a zero that would read as a measurement.
+    assert span_means([{"step": 100, "x": 1.0}, {"step": 400, "x": 2.0}], "x") == [
+        1.0,
+        None,
+        None,
+        2.0,
+    ]
+    assert span_means([], "x") == [None] * 4
+
+
+def test_seeds_get_success_through_training_per_span(tmp_path: Path) -> None:
+    experiment = tmp_path / "crl_depth"
+    # Depth 16 starts behind depth 4 on every seed and ends ahead on every seed.
+    for seed, noise in ((0, 0.0), (1, 0.01), (2, -0.02)):
+        write_run(experiment, f"u_maze-depth_4-seed_{seed}", 4, [0.4 + noise] * 4)
+        write_run(
+            experiment,
+            f"u_maze-depth_16-seed_{seed}",
+            16,
+            [0.1 + noise, 0.3 + 2 * noise, 0.5 - noise, 0.7 + noise],
+        )
+    text = "\n".join(analyse(experiment))
+    assert "| 4 | 0.397 | 0.397 | 0.397 | 0.397 |" in text
+    assert "| 16 | 0.097 | 0.293 | 0.503 | 0.697 |" in text
+    line = next(x for x in text.splitlines() if x.startswith("- depth 16 − depth 4, by span"))
+    first, second, third, fourth = line.split(": ", 1)[1].split(", ")
+    assert first.startswith("-0.300") and first.endswith("*")
+    assert third.startswith("+0.107") and fourth.startswith("+0.300") and fourth.endswith("*")

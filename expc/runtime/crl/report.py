@@ -9,6 +9,7 @@ evaluation the table gives the mean over the evaluations of the second half of t
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import warnings
 from pathlib import Path
@@ -50,6 +51,26 @@ def second_half_mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return statistics.mean(values) if values else None
 
 
+# Through training, the evaluations fall into this many equal spans of the run's steps.
+SPANS = 4
+
+
+def span_means(rows: list[dict[str, Any]], key: str, spans: int = SPANS) -> list[float | None]:
+    """The mean of `key` over the evaluations in each of `spans` equal spans of the run's
+    steps ((0, 1/4], (1/4, 1/2], ... of the last step); None for a span without one. This
+    shows where in training one depth overtakes another, which a final figure hides."""
+    rows = [r for r in rows if is_finite_number(r.get("step"))]
+    if not rows or rows[-1]["step"] <= 0:
+        return [None] * spans
+    last = rows[-1]["step"]
+    found: list[list[float]] = [[] for _ in range(spans)]
+    for row in rows:
+        if row["step"] > 0 and is_finite_number(row.get(key)):
+            index = min(spans - 1, max(0, math.ceil(row["step"] / last * spans) - 1))
+            found[index].append(float(row[key]))
+    return [statistics.mean(values) if values else None for values in found]
+
+
 def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
     """series label -> depth -> the run's final metrics row, its second-half means under
     "~metric", and its `run` name."""
@@ -70,6 +91,7 @@ def collect(experiment_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
         final = {**rows[-1], "run": run_dir.name}
         for key in ("success_rate", "detour_success_rate", "time_at_goal"):
             final[f"~{key}"] = second_half_mean(rows, key)
+        final["spans"] = span_means(rows, "success_rate")
         series.setdefault(_series_label(run_dir.name), {})[depth] = final
     return series
 
@@ -111,6 +133,50 @@ def seed_lines(series: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
             )
             lines.append(f"- {text}")
         lines.append("")
+        lines += _span_lines(seeds, depths)
+    return lines
+
+
+def _span_lines(seeds: dict[int, dict[int, dict[str, Any]]], depths: list[int]) -> list[str]:
+    """Success through training: per depth, the mean over seeds in each span of the run's
+    steps, then each depth minus the shallowest, paired seed by seed, span by span."""
+
+    def values(depth: int, span: int) -> dict[int, float]:
+        found = {}
+        for seed, by_depth in seeds.items():
+            spans = by_depth.get(depth, {}).get("spans") or []
+            if span < len(spans) and is_finite_number(spans[span]):
+                found[seed] = float(spans[span])
+        return found
+
+    titles = [f"steps {i}/{SPANS}–{i + 1}/{SPANS}" for i in range(SPANS)]
+    lines = [
+        f"Success through training (mean over seeds of each span's evaluations; the runs' "
+        f"steps in {SPANS} equal spans):",
+        "",
+        "| depth | " + " | ".join(titles) + " |",
+        "|---|" + "---|" * SPANS,
+    ]
+    for depth in depths:
+        cells = []
+        for span in range(SPANS):
+            found = estimate(list(values(depth, span).values()))
+            cells.append(f"{found.mean:.3f}" if found.n else "n/a")
+        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+    lines.append("")
+    shallow = depths[0]
+    for depth in depths[1:]:
+        cells = []
+        for span in range(SPANS):
+            difference = paired(values(shallow, span), values(depth, span))
+            if difference.n > 1:
+                mark = "*" if difference.excludes_zero() else ""
+                cells.append(f"{difference.mean:+.3f} ± {difference.half_width:.3f}{mark}")
+            else:
+                cells.append("n/a")
+        lines.append(f"- depth {depth} − depth {shallow}, by span: " + ", ".join(cells))
+    if depths[1:]:
+        lines += ["", "(* the 95% interval excludes 0)", ""]
     return lines
 
 

@@ -88,3 +88,5 @@ def test_seeds_get_success_through_training_per_span(tmp_path: Path) -> None:
     first, second, third, fourth = line.split(": ", 1)[1].split(", ")
     assert first.startswith("-0.300") and first.endswith("*")
     assert third.startswith("+0.107") and fourth.startswith("+0.300") and fourth.endswith("*")
+    # The seeds are drawn as one line of their means with error bars.
+    assert (experiment / "depth_scaling.png").stat().st_size > 1000

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.intervals import by_seed, estimate, paired, verdict
+from expc.runtime.intervals import by_seed, estimate, paired, split_seed, verdict
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -187,7 +187,8 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
 
 def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
     """Success rate and time at goal against depth (log scale), one line per series:
-    second-half means, with the final evaluation as open markers."""
+    second-half means, with the final evaluation as open markers; series that differ only
+    in their seed become one line of their mean with 95% error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,10 +205,40 @@ def plot(series: dict[str, dict[int, dict[str, Any]]], path: Path) -> Path:
     return path
 
 
+def _draw_seed_means(
+    seeds: dict[int, dict[int, dict[str, Any]]], key: str, name: str, ax: Any
+) -> None:
+    """One series over seeds: the mean second-half value per depth, with its 95% interval
+    as error bars (a line per seed would hide the answer in the seeds' spread)."""
+    points = []
+    for depth in sorted({d for by_depth in seeds.values() for d in by_depth}):
+        values = [
+            float(by_depth[depth][f"~{key}"])
+            for by_depth in seeds.values()
+            if depth in by_depth and is_finite_number(by_depth[depth].get(f"~{key}"))
+        ]
+        found = estimate(values)
+        if found.n:
+            width = found.half_width if math.isfinite(found.half_width) else 0.0
+            points.append((depth, found.mean, width))
+    if points:
+        depths, means, widths = zip(*points, strict=True)
+        ax.errorbar(
+            depths, means, yerr=widths, marker="o", capsize=3,
+            label=f"{name} (2nd-half mean, {len(seeds)} seeds, 95% interval)",
+        )  # fmt: skip
+
+
 def _draw(series: dict[str, dict[int, dict[str, Any]]], fig: Any, axes: Any) -> None:
     panels = (("success_rate", "success rate"), ("time_at_goal", "time at goal (steps)"))
+    grouped = by_seed(series)
+    seeded = {name for name in series if split_seed(name)[0] in grouped}
     for ax, (key, label) in zip(axes, panels, strict=True):
+        for base, seeds in grouped.items():
+            _draw_seed_means(seeds, key, base, ax)
         for name, by_depth in series.items():
+            if name in seeded:
+                continue
             depths = sorted(by_depth)
             means = [
                 (d, by_depth[d][f"~{key}"])

@@ -217,7 +217,8 @@ def _plot_timescales(runs: list[RunTimescales], mem: PowerLawFit | None, path: P
         ax.set_ylabel("training steps")
         ax.set_title("timescales (open triangles: bounds)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # nothing measured yet: no empty legend
+            ax.legend()
         fig.tight_layout()
         fig.savefig(path)
     finally:

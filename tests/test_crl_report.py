@@ -90,3 +90,40 @@ def test_seeds_get_success_through_training_per_span(tmp_path: Path) -> None:
     assert third.startswith("+0.107") and fourth.startswith("+0.300") and fourth.endswith("*")
     # The seeds are drawn as one line of their means with error bars.
     assert (experiment / "depth_scaling.png").stat().st_size > 1000
+
+
+def test_two_seeds_that_agree_are_not_marked_decisive(tmp_path: Path) -> None:
+    experiment = tmp_path / "crl_depth"
+    for seed in (0, 1):  # identical differences: a zero-width interval that means little
+        write_run(experiment, f"u_maze-depth_4-seed_{seed}", 4, [0.0] * 4)
+        write_run(experiment, f"u_maze-depth_64-seed_{seed}", 64, [0.25] * 4)
+    text = "\n".join(analyse(experiment))
+    line = next(x for x in text.splitlines() if x.startswith("- depth 64 − depth 4, by span"))
+    assert "+0.250 ± 0.000" in line and "*" not in line
+
+
+def test_plot_draws_seeds_as_one_line_with_error_bars(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from expc.runtime.crl.report import _draw
+
+    experiment = tmp_path / "crl_depth"
+    for seed in (0, 1, 2):
+        for depth in (4, 16):
+            write_run(experiment, f"u_maze-depth_{depth}-seed_{seed}", depth, [0.1 * seed] * 4)
+    write_run(experiment, "big_maze-depth_4", 4, [0.2] * 4)  # one run: its own line
+    fig, axes = plt.subplots(1, 2)
+    try:
+        _draw(collect(experiment), fig, axes)
+        labels = axes[0].get_legend_handles_labels()[1]
+        bars = [c for c in axes[0].containers if isinstance(c, ErrorbarContainer)]
+    finally:
+        plt.close(fig)
+    assert len(bars) == 1  # the three u_maze seeds, not three lines
+    assert "u_maze (2nd-half mean, 3 seeds, 95% interval)" in labels
+    assert not any(label.startswith("u_maze-seed") for label in labels)
+    assert "big_maze (2nd-half mean)" in labels

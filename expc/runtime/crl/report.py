@@ -15,7 +15,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from expc.runtime.intervals import by_seed, estimate, paired, split_seed, verdict
+from expc.runtime.intervals import (
+    MIN_SEEDS_FOR_VERDICT,
+    by_seed,
+    estimate,
+    paired,
+    split_seed,
+    verdict,
+)
 from expc.runtime.metrics import read_metrics
 from expc.runtime.report import ReportWarning, is_finite_number, run_dirs
 
@@ -170,13 +177,20 @@ def _span_lines(seeds: dict[int, dict[int, dict[str, Any]]], depths: list[int]) 
         for span in range(SPANS):
             difference = paired(values(shallow, span), values(depth, span))
             if difference.n > 1:
-                mark = "*" if difference.excludes_zero() else ""
+                # As `verdict`: two seeds that agree give a zero-width interval, no finding.
+                decisive = difference.n >= MIN_SEEDS_FOR_VERDICT and difference.excludes_zero()
+                mark = "*" if decisive else ""
                 cells.append(f"{difference.mean:+.3f} ± {difference.half_width:.3f}{mark}")
             else:
                 cells.append("n/a")
         lines.append(f"- depth {depth} − depth {shallow}, by span: " + ", ".join(cells))
     if depths[1:]:
-        lines += ["", "(* the 95% interval excludes 0)", ""]
+        lines += [
+            "",
+            f"(* the 95% interval excludes 0; never marked with fewer than "
+            f"{MIN_SEEDS_FOR_VERDICT} seeds)",
+            "",
+        ]
     return lines
 
 

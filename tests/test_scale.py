@@ -216,6 +216,40 @@ def test_ddp_outside_torchrun_is_a_clear_error(tmp_path: Path) -> None:
         train.train(train.RUNS["main"], tmp_path / "out")
 
 
+_RANK_THAT_EXITS = """
+import atexit, os, socket, sys
+from expc.runtime.distributed import exit_process, init_distributed
+
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                  MASTER_PORT=str(probe.getsockname()[1]))
+probe.close()
+atexit.register(lambda: print("interpreter teardown ran"))
+if sys.argv[1] == "join":
+    init_distributed("cpu").close()
+print("trained", end="")  # unflushed: exit_process must flush it
+exit_process(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("joins", [True, False])
+def test_a_rank_that_joined_a_group_ends_without_the_interpreter_teardown(joins: bool) -> None:
+    """A finished torchrun rank must not die in gloo's C++ teardown after writing its run
+    (the abort CI saw once in ~25 runs): once it joined a group, `exit_process` ends it with
+    its own code, its output flushed and no atexit handler run; a process that never joined
+    exits as usual."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RANK_THAT_EXITS, "join" if joins else "alone", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("trained")
+    assert ("interpreter teardown ran" in result.stdout) is not joins
+
+
 def test_tensorboard_event_files_mirror_metrics(tmp_path: Path) -> None:
     from conftest import compile_text, import_generated
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -347,6 +347,8 @@ def test_the_learning_rate_stability_table_finds_each_series_largest_stable_lr(t
     assert "| gated | 0.3 | 2 | 0 (up), 0 | 1/2 |" in text
     assert "- vanilla: largest stable lr **0.01**" in text
     assert "- gated: largest stable lr **0.1**" in text
+    assert "![final validation loss against the learning rate](lr_stability.png)" in text
+    assert (experiment / "lr_stability.png").stat().st_size > 0
     # No learning-rate sweep, no table.
     from expc.runtime.lr_stability import analyse
 
@@ -355,4 +357,46 @@ def test_the_learning_rate_stability_table_finds_each_series_largest_stable_lr(t
     assert "- gated: stable at every lr swept, up to 0.1" in "\n".join(analyse(experiment))
     for run in experiment.glob("*-lr_0.1-*"):
         shutil.rmtree(run)
+    assert analyse(experiment) == []
+
+
+def test_the_longer_context_table_pairs_each_extension_with_plain_extrapolation(tmp_path: Path):
+    from expc.runtime.context_extension import analyse
+
+    experiment = tmp_path / "long"
+    # (series, seed) -> val_loss, then (plain, yarn, pi) at 2x and at 4x
+    finals = {
+        ("vanilla", 1): (1.25, (1.40, 1.30, 2.4), (1.70, 1.50, 3.1)),
+        ("vanilla", 2): (1.27, (1.42, 1.34, 2.5), (1.66, 1.48, 3.3)),
+        ("vanilla", 3): (1.26, (1.38, 1.32, 2.3), (1.68, 1.46, 3.2)),
+        ("gated", 1): (1.24, (1.36, 1.30, 2.4), (1.60, 1.45, 3.0)),
+        ("gated", 2): (1.25, (1.40, 1.33, 2.5), (1.64, 1.49, 3.2)),
+        ("gated", 3): (1.23, (1.35, 1.31, 2.6), (1.62, 1.47, 3.1)),
+    }
+    for (series, seed), (loss, *longer) in finals.items():
+        run = experiment / f"{series}-seed_{seed}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"name": run.name, "seed": seed}))
+        last = {"step": 20, "val_loss": loss}
+        for multiple, (plain, yarn, pi) in zip((2, 4), longer, strict=True):
+            last |= {f"val_loss_x{multiple}": plain, f"val_loss_x{multiple}_yarn": yarn}
+            last[f"val_loss_x{multiple}_pi"] = pi
+        rows = [{"step": 10, "val_loss": 2.0, "val_loss_x2": 2.5}, last]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = "\n".join(analyse(experiment))
+    assert (
+        "| series | context | plain | pi | yarn | pi − plain (paired) | yarn − plain (paired) |"
+        in text
+    )
+    # vanilla at 4x: plain 1.68 ± t(2)·0.02/√3, yarn − plain = -0.20, -0.18, -0.22
+    assert "| vanilla | 4× | 1.6800 ± 0.0497 | 3.2000 ± 0.2484 | 1.4800 ± 0.0497 |" in text
+    assert "| -0.2000 ± 0.0497 |" in text
+    assert "| gated | 1× | 1.2400 ± 0.0248 | - | - | - | - |" in text
+    # gated - vanilla, seed by seed at 4x with YaRN: -0.05, +0.01, +0.01
+    assert "- `gated` − `vanilla`, 4×, yarn: -0.0100 ± 0.0861 (3 seeds)" in text
+    assert "![longer contexts](context_extension.png)" in text
+    assert (experiment / "context_extension.png").stat().st_size > 0
+    # Runs with no longer context give no section (the spec measured none).
+    for run in experiment.glob("*-seed_*"):
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 20, "val_loss": 1.2}) + "\n")
     assert analyse(experiment) == []

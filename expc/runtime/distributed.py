@@ -4,6 +4,7 @@ sharding, and the few collectives a data-parallel training loop needs."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -84,6 +85,29 @@ class World:
         dist.destroy_process_group()
 
 
+# Set once this process has joined a process group (see `exit_process`).
+_joined = False
+
+
+def joined() -> bool:
+    """Whether this process joined a process group (and so ends through `exit_process`)."""
+    return _joined
+
+
+def exit_process(code: int) -> None:
+    """End a torchrun rank's process with `code`, skipping the interpreter's teardown once
+    it joined a process group: gloo's threads can outlive `destroy_process_group` and abort
+    the process in C++ static destruction ("terminate called without an active exception",
+    no Python frame on the stack) after the run wrote everything, which fails a finished
+    run. Every file is closed by then; stdout and stderr are flushed here. A process that
+    never joined a group exits normally."""
+    if not _joined:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def init_distributed(device_type: str) -> World:
     """Join the process group torchrun set up (gloo on CPU, nccl on CUDA)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
@@ -93,6 +117,8 @@ def init_distributed(device_type: str) -> World:
         )
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    global _joined
+    _joined = True
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)

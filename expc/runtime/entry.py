@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from expc.runtime.distributed import exit_process
 from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module, run_from_dict
 
@@ -30,4 +31,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

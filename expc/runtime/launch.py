@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from expc.runtime.distributed import exit_process, joined
 from expc.runtime.errors import RunError
 from expc.runtime.progress import Progress, progress_bar
 
@@ -104,4 +105,10 @@ def main(
 
     app = typer.Typer(add_completion=False)
     app.command()(command)
-    app(args=argv, prog_name=f"python -m generated.{experiment}.train")
+    try:
+        app(args=argv, prog_name=f"python -m generated.{experiment}.train")
+    except SystemExit as done:
+        if not joined():
+            raise
+        # A torchrun rank (`strategy = ddp`): end without the interpreter's teardown.
+        exit_process(done.code if isinstance(done.code, int) else int(done.code is not None))

@@ -5,7 +5,8 @@ paper's claim that the gate tolerates learning rates at which the baseline spike
 in `train.lr` (and their seed) form one series: a variant, say. For each learning rate the
 table gives the loss spikes and divergences of every seed, and each series gets its largest
 stable learning rate: the largest one at which no seed spiked or diverged, with every
-smaller one stable too. A spec with no learning-rate sweep gets no lines.
+smaller one stable too, and `lr_stability.png` draws each series' final validation loss
+against the learning rate. A spec with no learning-rate sweep gets no lines.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def _series_key(config: dict[str, Any]) -> str:
 # A byte-level model that predicts worse than uniform over the 256 bytes has blown up even
 # without a non-finite loss or a spike the detector saw (one before its window filled).
 UNIFORM_LOSS = math.log(256)
+PLOT = "lr_stability.png"
 
 
 class _Outcome:
@@ -129,11 +131,67 @@ def analyse(experiment_dir: Path) -> list[str]:
             summary.append(f"- {label}: stable at every lr swept, up to {best:g}")
         else:
             summary.append(f"- {label}: largest stable lr **{best:g}**")
-    return [
-        *lines,
+    lines += [
         "",
         "Largest stable learning rate (every seed, every smaller lr too):",
         "",
         *summary,
         "",
     ]
+    try:
+        path = plot(series, Path(experiment_dir) / PLOT, f"{Path(experiment_dir).name}: stability")
+    except (ValueError, OverflowError):  # values matplotlib cannot draw: the tables stand
+        return lines
+    return [*lines, f"![final validation loss against the learning rate]({path.name})", ""]
+
+
+def plot(series: dict[str, dict[float, list[_Outcome]]], path: Path, title: str) -> Path:
+    """Final validation loss against the learning rate (log axis), a line per series with
+    the 95% interval over seeds; a learning rate where some seed was unstable is marked with
+    an x, and a diverged run (no final loss) sits on the top edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
+    try:
+        for index, (label, by_lr) in enumerate(sorted(series.items())):
+            colour = f"C{index % 10}"
+            lrs = sorted(by_lr)
+            losses = [estimate([o.val_loss for o in by_lr[lr]]) for lr in lrs]
+            drawn = [(lr, e) for lr, e in zip(lrs, losses, strict=True) if e.n]
+            if drawn:
+                ax.errorbar(
+                    [lr for lr, _ in drawn],
+                    [e.mean for _, e in drawn],
+                    yerr=[0.0 if math.isnan(e.half_width) else e.half_width for _, e in drawn],
+                    color=colour,
+                    marker="o",
+                    markersize=3,
+                    capsize=3,
+                    label=f"{label} ({max(e.n for _, e in drawn)} seeds)",
+                )
+            unstable = [
+                (lr, e)
+                for lr, e in zip(lrs, losses, strict=True)
+                if not all(o.stable for o in by_lr[lr])
+            ]
+            for lr, e in unstable:
+                y = e.mean if e.n else UNIFORM_LOSS
+                ax.plot([lr], [y], marker="x", markersize=10, color=colour, linestyle="none")
+        ax.axhline(
+            UNIFORM_LOSS, color="grey", linewidth=0.8, linestyle=":", label="uniform guessing"
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (x: some seed spiked, diverged or blew up)")
+        ax.set_ylabel("final validation loss")
+        ax.set_title(title.replace("$", r"\$"))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path

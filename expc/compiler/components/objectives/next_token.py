@@ -245,6 +245,7 @@ OBJECTIVE = Objective(
     ),
     spec_rules=(_finetune_data_in_every_run_or_none, _ensembles_train_one_stage),
     measures_architecture=True,
-    # A learning-rate sweep's stability table (nothing for a spec without one).
-    report="expc.runtime.lr_stability:analyse",
+    # A learning-rate sweep's stability table and the longer-context table (nothing for a
+    # spec without either).
+    report="expc.runtime.next_token_report:analyse",
 )

@@ -12,13 +12,12 @@ spec without longer contexts gets no lines.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 from expc.runtime.intervals import Estimate, estimate, paired, split_seed
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import is_finite_number, run_dirs
+from expc.runtime.report import draw_estimates, is_finite_number, run_dirs, save_figure
 
 _LONG = re.compile(r"val_loss_x(\d+)(?:_([a-z]+))?")
 PLAIN = "plain"
@@ -75,43 +74,29 @@ def plot(table: Table, path: Path, title: str) -> Path:
 
     styles = {PLAIN: "-", "yarn": "--", "pi": ":"}
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
-    try:
-        for index, (series, cells) in enumerate(sorted(table.items())):
-            colour = f"C{index % 10}"
-            for ext in _extensions(table):
-                multiples = sorted(m for (m, e) in cells if e == ext or (m == 1 and ext != PLAIN))
-                if len(multiples) < 2:
-                    continue
-                # Every extension starts from the same loss at the training context.
-                points = [
-                    estimate(list(cells[(m, ext if m > 1 else PLAIN)].values())) for m in multiples
-                ]
-                errors = [0.0 if math.isnan(p.half_width) else p.half_width for p in points]
-                ax.errorbar(
-                    multiples,
-                    [p.mean for p in points],
-                    yerr=errors,
-                    color=colour,
-                    linestyle=styles.get(ext, "-."),
-                    marker="o",
-                    markersize=3,
-                    capsize=3,
-                    label=f"{series}, {ext} ({points[-1].n} seeds)",
-                )
-        ax.set_xscale("log", base=2)
-        multiples = sorted({m for cells in table.values() for (m, _) in cells})
-        ax.set_xticks(multiples, [f"{m}×" for m in multiples])
-        ax.set_xlabel("context, multiple of the training context")
-        ax.set_ylabel("validation loss (final evaluation)")
-        ax.set_title(title.replace("$", r"\$"))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    for index, (series, cells) in enumerate(sorted(table.items())):
+        for ext in _extensions(table):
+            # Every extension starts from the same loss at the training context.
+            multiples = sorted({1} | {m for (m, e) in cells if e == ext and m > 1})
+            if len(multiples) < 2 or (1, PLAIN) not in cells:
+                continue
+            points = [
+                estimate(list(cells[(m, ext if m > 1 else PLAIN)].values())) for m in multiples
+            ]
+            draw_estimates(
+                ax,
+                multiples,
+                points,
+                color=f"C{index % 10}",
+                linestyle=styles.get(ext, "-."),
+                label=f"{series}, {ext} ({points[-1].n} seeds)",
+            )
+    ax.set_xscale("log", base=2)
+    multiples = sorted({m for cells in table.values() for (m, _) in cells})
+    ax.set_xticks(multiples, [f"{m}×" for m in multiples])
+    ax.set_xlabel("context, multiple of the training context")
+    ax.set_ylabel("validation loss (final evaluation)")
+    return save_figure(fig, ax, path, title)
 
 
 def analyse(experiment_dir: Path) -> list[str]:

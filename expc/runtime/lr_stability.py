@@ -18,7 +18,7 @@ from typing import Any
 
 from expc.runtime.intervals import estimate, split_seed
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import is_finite_number, run_dirs
+from expc.runtime.report import draw_estimates, is_finite_number, run_dirs, save_figure
 
 
 def _series_label(run_name: str) -> str:
@@ -148,50 +148,32 @@ def analyse(experiment_dir: Path) -> list[str]:
 def plot(series: dict[str, dict[float, list[_Outcome]]], path: Path, title: str) -> Path:
     """Final validation loss against the learning rate (log axis), a line per series with
     the 95% interval over seeds; a learning rate where some seed was unstable is marked with
-    an x, and a diverged run (no final loss) sits on the top edge."""
+    an x, on the uniform-guessing line where no seed has a final loss (all diverged)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=100)
-    try:
-        for index, (label, by_lr) in enumerate(sorted(series.items())):
-            colour = f"C{index % 10}"
-            lrs = sorted(by_lr)
-            losses = [estimate([o.val_loss for o in by_lr[lr]]) for lr in lrs]
-            drawn = [(lr, e) for lr, e in zip(lrs, losses, strict=True) if e.n]
-            if drawn:
-                ax.errorbar(
-                    [lr for lr, _ in drawn],
-                    [e.mean for _, e in drawn],
-                    yerr=[0.0 if math.isnan(e.half_width) else e.half_width for _, e in drawn],
-                    color=colour,
-                    marker="o",
-                    markersize=3,
-                    capsize=3,
-                    label=f"{label} ({max(e.n for _, e in drawn)} seeds)",
-                )
-            unstable = [
-                (lr, e)
-                for lr, e in zip(lrs, losses, strict=True)
-                if not all(o.stable for o in by_lr[lr])
-            ]
-            for lr, e in unstable:
-                y = e.mean if e.n else UNIFORM_LOSS
+    for index, (label, by_lr) in enumerate(sorted(series.items())):
+        colour = f"C{index % 10}"
+        losses = {lr: estimate([o.val_loss for o in by_lr[lr]]) for lr in sorted(by_lr)}
+        drawn = {lr: loss for lr, loss in losses.items() if loss.n}
+        if drawn:
+            seeds = max(loss.n for loss in drawn.values())
+            draw_estimates(
+                ax,
+                list(drawn),
+                list(drawn.values()),
+                color=colour,
+                label=f"{label} ({seeds} seeds)",
+            )
+        for lr, loss in losses.items():
+            if not all(outcome.stable for outcome in by_lr[lr]):
+                y = loss.mean if loss.n else UNIFORM_LOSS
                 ax.plot([lr], [y], marker="x", markersize=10, color=colour, linestyle="none")
-        ax.axhline(
-            UNIFORM_LOSS, color="grey", linewidth=0.8, linestyle=":", label="uniform guessing"
-        )
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate (x: some seed spiked, diverged or blew up)")
-        ax.set_ylabel("final validation loss")
-        ax.set_title(title.replace("$", r"\$"))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    ax.axhline(UNIFORM_LOSS, color="grey", linewidth=0.8, linestyle=":", label="uniform guessing")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (x: some seed spiked, diverged or blew up)")
+    ax.set_ylabel("final validation loss")
+    return save_figure(fig, ax, path, title)

@@ -266,6 +266,36 @@ def _draw(ax: Any, members: list[list[dict[str, Any]]], key: str, label: str) ->
     )
 
 
+def draw_estimates(ax: Any, xs: list[float], estimates: list[Any], **style: Any) -> None:
+    """Means over seeds (`intervals.Estimate`s) with their 95% interval as error bars; a
+    single seed's value has none."""
+    ax.errorbar(
+        xs,
+        [e.mean for e in estimates],
+        yerr=[0.0 if math.isnan(e.half_width) else e.half_width for e in estimates],
+        marker="o",
+        markersize=3,
+        capsize=3,
+        **style,
+    )
+
+
+def save_figure(fig: Any, ax: Any, path: Path, title: str) -> Path:
+    """Title, grid and (when anything was drawn) a legend; write the PNG, close the figure."""
+    try:
+        ax.set_title(_label(title))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return path
+
+
 def plot_curves(
     experiment_dir: Path,
     runs: dict[str, list[dict[str, Any]]],

@@ -284,6 +284,12 @@ HOSTILE_KEYS = st.one_of(
             "CON",
             "report",
             "x.png",
+            "val_loss_x2",
+            "val_loss_x0",
+            "val_loss_x4_yarn",
+            "val_loss_x99999999999999999999_pi",
+            "loss_spikes",
+            "diverged",
         ]
     ),
     st.text(max_size=12),
@@ -319,8 +325,15 @@ LINE = st.one_of(
     st.sampled_from(['{"step": 1e999}', '{"step": 1, "v": -Infinity}', "{", "", "\x00"]),
 )
 RUN = st.lists(LINE, max_size=8)
-BACKENDS = st.sampled_from([None, "crl", "diffusion"])
-CONFIG = {"name": "a", "model": {"depth": 4}, "data": {"n": 8}, "train": {"steps": 10}}
+BACKENDS = st.sampled_from(
+    [None, "crl.report:analyse", "diffusion.report:analyse", "next_token_report:analyse"]
+)
+CONFIG = {
+    "name": "a",
+    "model": {"depth": 4},
+    "data": {"n": 8},
+    "train": {"steps": 10, "lr": 0.01},
+}
 CONFIGS = st.one_of(st.just(CONFIG), JSON)  # what the backends' analyses read too
 
 
@@ -347,7 +360,7 @@ def test_any_metrics_files_give_a_bounded_report_inside_the_folder(
             (run / "metrics.jsonl").write_bytes(text.encode("utf-8", "surrogatepass"))
             (run / "config.json").write_text(json.dumps(config))
         if backend:
-            spec = {"runs": names[::-1], "report": f"expc.runtime.{backend}.report:analyse"}
+            spec = {"runs": names[::-1], "report": f"expc.runtime.{backend}"}
             (experiment / "spec.json").write_text(json.dumps(spec))
         before_outside = contents(files(base) - files(experiment))
         before_inside = files(experiment)
@@ -365,3 +378,26 @@ def test_any_metrics_files_give_a_bounded_report_inside_the_folder(
         if "| run |" in text:  # every table row is whole: as many cells as the header
             header, *body = table(text)
             assert all(len(row) == len(header) for row in body)
+
+
+def test_next_token_analyses_skip_values_they_cannot_use(tmp_path: Path) -> None:
+    from expc.runtime.next_token_report import analyse
+
+    last = {
+        "step": 2,
+        "val_loss": 1.5,
+        "val_loss_x2": 1.7,
+        "val_loss_x0": 9.0,  # no such context multiple
+        "val_loss_x4": "high",
+        "val_loss_x4_yarn": 1e999,
+        "val_loss_x2_pi": None,
+    }
+    for seed, lr in ((1, 0.01), (2, 0.01), (1, "fast"), (1, 1e999)):
+        config = {"name": "v|a", "seed": seed, "train": {"lr": lr}}
+        write_run(tmp_path, f"v|a-lr_{lr}-seed_{seed}", rows({"step": 1}, last), config)
+    text = "\n".join(analyse(tmp_path))
+    # x0, a string and inf are skipped; the two seeds agree, so their interval is 0
+    assert "| v\\|a-lr_0.01 | 2× | 1.7000 ± 0.0000 |" in text
+    assert "x0" not in text and "0×" not in text and "4×" not in text
+    assert "## Learning-rate stability" in text and "| fast |" not in text
+    assert (tmp_path / "context_extension.png").is_file()

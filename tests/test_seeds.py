@@ -393,7 +393,7 @@ def test_the_longer_context_table_pairs_each_extension_with_plain_extrapolation(
     assert "| -0.2000 ± 0.0497 |" in text
     assert "| gated | 1× | 1.2400 ± 0.0248 | - | - | - | - |" in text
     # gated - vanilla, seed by seed at 4x with YaRN: -0.05, +0.01, +0.01
-    assert "- `gated` − `vanilla`, 4×, yarn: -0.0100 ± 0.0861 (3 seeds)" in text
+    assert "- gated − vanilla, 4×, yarn: -0.0100 ± 0.0861 (3 seeds)" in text
     assert "![longer contexts](context_extension.png)" in text
     assert (experiment / "context_extension.png").stat().st_size > 0
     # Runs with no longer context give no section (the spec measured none).

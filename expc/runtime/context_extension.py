@@ -17,7 +17,14 @@ from pathlib import Path
 
 from expc.runtime.intervals import Estimate, estimate, paired, split_seed
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import draw_estimates, is_finite_number, run_dirs, save_figure
+from expc.runtime.report import (
+    draw_estimates,
+    is_finite_number,
+    markdown_cell,
+    plot_text,
+    run_dirs,
+    save_figure,
+)
 
 _LONG = re.compile(r"val_loss_x(\d+)(?:_([a-z]+))?")
 PLAIN = "plain"
@@ -44,7 +51,7 @@ def _collect(experiment_dir: Path) -> Table:
         cells: dict[tuple[int, str], float] = {(1, PLAIN): float(last["val_loss"])}
         for key, value in last.items():
             match = _LONG.fullmatch(key)
-            if match and is_finite_number(value):
+            if match and int(match[1]) > 1 and is_finite_number(value):
                 cells[(int(match[1]), match[2] or PLAIN)] = float(value)
         if len(cells) > 1:
             for cell, value in cells.items():
@@ -89,7 +96,7 @@ def plot(table: Table, path: Path, title: str) -> Path:
                 points,
                 color=f"C{index % 10}",
                 linestyle=styles.get(ext, "-."),
-                label=f"{series}, {ext} ({points[-1].n} seeds)",
+                label=plot_text(f"{series}, {ext} ({points[-1].n} seeds)"),
             )
     ax.set_xscale("log", base=2)
     multiples = sorted({m for cells in table.values() for (m, _) in cells})
@@ -127,7 +134,7 @@ def analyse(experiment_dir: Path) -> list[str]:
             for ext in gains:
                 other = cells.get((multiple, ext))
                 row.append(_shown(paired(plain, other), signed=True) if other else "-")
-            lines.append(f"| {series} | {multiple}× | " + " | ".join(row) + " |")
+            lines.append(f"| {markdown_cell(series)} | {multiple}× | " + " | ".join(row) + " |")
     lines += ["", *_between_series(table, extensions)]
     try:
         path = plot(table, experiment_dir / PLOT, f"{experiment_dir.name}: longer contexts")
@@ -143,7 +150,10 @@ def _between_series(table: Table, extensions: list[str]) -> list[str]:
     if len(names) < 2:
         return []
     first = next((n for n in names if n in _BASELINES), names[0])
-    lines = [f"Each series minus `{first}` at the longer contexts (paired over seeds):", ""]
+    lines = [
+        f"Each series minus {markdown_cell(first)} at the longer contexts, paired over seeds:",
+        "",
+    ]
     for other in (n for n in names if n != first):
         for (multiple, ext), seeds in sorted(table[other].items()):
             if multiple == 1 or (multiple, ext) not in table[first]:
@@ -151,7 +161,7 @@ def _between_series(table: Table, extensions: list[str]) -> list[str]:
             difference = paired(table[first][(multiple, ext)], seeds)
             if difference.n > 1:
                 lines.append(
-                    f"- `{other}` − `{first}`, {multiple}×, {ext}: {_shown(difference, True)}"
-                    f" ({difference.n} seeds)"
+                    f"- {markdown_cell(other)} − {markdown_cell(first)}, {multiple}×, {ext}: "
+                    f"{_shown(difference, True)} ({difference.n} seeds)"
                 )
     return [*lines, ""] if len(lines) > 2 else []

@@ -18,7 +18,14 @@ from typing import Any
 
 from expc.runtime.intervals import estimate, split_seed
 from expc.runtime.metrics import read_metrics
-from expc.runtime.report import draw_estimates, is_finite_number, run_dirs, save_figure
+from expc.runtime.report import (
+    draw_estimates,
+    is_finite_number,
+    markdown_cell,
+    plot_text,
+    run_dirs,
+    save_figure,
+)
 
 
 def _series_label(run_name: str) -> str:
@@ -121,16 +128,18 @@ def analyse(experiment_dir: Path) -> list[str]:
             if loss.n > 1:
                 shown += f" ± {loss.half_width:.4f}"
             lines.append(
-                f"| {label} | {lr:g} | {len(outcomes)} | {spikes} | {stable}/{len(outcomes)} "
-                f"| {shown} |"
+                f"| {markdown_cell(label)} | {lr:g} | {len(outcomes)} | {spikes} "
+                f"| {stable}/{len(outcomes)} | {shown} |"
             )
         best = largest_stable(by_lr)
         if best is None:
-            summary.append(f"- {label}: unstable already at the smallest lr, {min(by_lr):g}")
+            summary.append(
+                f"- {markdown_cell(label)}: unstable already at the smallest lr, {min(by_lr):g}"
+            )
         elif best == max(by_lr):
-            summary.append(f"- {label}: stable at every lr swept, up to {best:g}")
+            summary.append(f"- {markdown_cell(label)}: stable at every lr swept, up to {best:g}")
         else:
-            summary.append(f"- {label}: largest stable lr **{best:g}**")
+            summary.append(f"- {markdown_cell(label)}: largest stable lr **{best:g}**")
     lines += [
         "",
         "Largest stable learning rate (every seed, every smaller lr too):",
@@ -166,7 +175,7 @@ def plot(series: dict[str, dict[float, list[_Outcome]]], path: Path, title: str)
                 list(drawn),
                 list(drawn.values()),
                 color=colour,
-                label=f"{label} ({seeds} seeds)",
+                label=plot_text(f"{label} ({seeds} seeds)"),
             )
         for lr, loss in losses.items():
             if not all(outcome.stable for outcome in by_lr[lr]):

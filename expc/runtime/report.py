@@ -86,7 +86,7 @@ def _plain(text: str, limit: int = MAX_CELL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _md(text: str, limit: int = MAX_CELL) -> str:
+def markdown_cell(text: str, limit: int = MAX_CELL) -> str:
     """`text` as literal markdown inside a table cell (or a list item)."""
     text = _plain(text, limit).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
     return text.replace("<", "&lt;").replace(">", "&gt;")
@@ -229,7 +229,7 @@ def profile_label(info: dict[str, Any]) -> str:
     return label
 
 
-def _label(text: str) -> str:
+def plot_text(text: str) -> str:
     """Text for matplotlib: one short line, `$` literal (not mathtext)."""
     return _plain(text, MAX_NAME).replace("$", r"\$")
 
@@ -283,7 +283,7 @@ def draw_estimates(ax: Any, xs: list[float], estimates: list[Any], **style: Any)
 def save_figure(fig: Any, ax: Any, path: Path, title: str) -> Path:
     """Title, grid and (when anything was drawn) a legend; write the PNG, close the figure."""
     try:
-        ax.set_title(_label(title))
+        ax.set_title(plot_text(title))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -337,10 +337,10 @@ def plot_curves(
                     "ignore", message="Glyph .* missing from", category=UserWarning
                 )
                 for label, members in (bands or {run: [run] for run in runs}).items():
-                    _draw(ax, [runs[m] for m in members if m in runs], key, _label(label))
+                    _draw(ax, [runs[m] for m in members if m in runs], key, plot_text(label))
                 ax.set_xlabel("step")
-                ax.set_ylabel(_label(metric_name(key)))
-                ax.set_title(_label(f"{experiment_dir.name}: {metric_name(key)}"))
+                ax.set_ylabel(plot_text(metric_name(key)))
+                ax.set_title(plot_text(f"{experiment_dir.name}: {metric_name(key)}"))
                 ax.grid(alpha=0.3)
                 if ax.get_legend_handles_labels()[0]:  # no curve (values all null): no legend
                     ax.legend()
@@ -432,7 +432,9 @@ def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str
         return []
     columns = [c for c in columns if c not in ("step", "elapsed_s")]
     lines = ["Mean ± standard deviation over seeds [95% confidence interval of the mean]:", ""]
-    lines.append("| runs | seeds | " + " | ".join(_md(metric_name(c)) for c in columns) + " |")
+    lines.append(
+        "| runs | seeds | " + " | ".join(markdown_cell(metric_name(c)) for c in columns) + " |"
+    )
     lines.append("|---|---|" + "---|" * len(columns))
     for label, members in groups.items():
         cells = []
@@ -450,7 +452,11 @@ def _seed_table(experiment_dir: Path, finals: dict[str, dict], columns: list[str
                     f"{_fixed(found.mean)} ± {_fixed(found.std)} "
                     f"[{_fixed(found.low)}, {_fixed(found.high)}]"
                 )
-        lines.append(f"| {_md(label)} | {len(members)} | " + " | ".join(map(_md, cells)) + " |")
+        lines.append(
+            f"| {markdown_cell(label)} | {len(members)} | "
+            + " | ".join(map(markdown_cell, cells))
+            + " |"
+        )
     return [*lines, "", *_paired_lines(experiment_dir, finals, columns, groups)]
 
 
@@ -510,9 +516,8 @@ def _paired_lines(
                 # A metric the two runs share exactly on every seed (a step count, a
                 # budget) is not a result.
                 if difference.n > 1 and (difference.mean != 0 or difference.std != 0):
-                    lines.append(
-                        f"- {_md(verdict(first, second, metric_name(column), difference), 300)}"
-                    )
+                    said = verdict(first, second, metric_name(column), difference)
+                    lines.append(f"- {markdown_cell(said, 300)}")
             if len(lines) >= MAX_PAIRS:
                 break
         if len(lines) >= MAX_PAIRS:
@@ -555,11 +560,11 @@ def write_report(experiment_dir: Path) -> Path:
         lines += [f"Profile: {_plain(profile_label(info), 1000)}", ""]
     if finals:
         lines += ["Final evaluation of each run:", ""]
-        lines.append("| run | " + " | ".join(_md(metric_name(c)) for c in columns) + " |")
+        lines.append("| run | " + " | ".join(markdown_cell(metric_name(c)) for c in columns) + " |")
         lines.append("|---|" + "---|" * len(columns))
         for name, row in finals.items():
-            cells = [_md(_format(row.get(c))) for c in columns]
-            lines.append(f"| {_md(name)} | " + " | ".join(cells) + " |")
+            cells = [markdown_cell(_format(row.get(c))) for c in columns]
+            lines.append(f"| {markdown_cell(name)} | " + " | ".join(cells) + " |")
     else:
         lines.append("No run has a metrics row with a step yet.")
     lines.append("")
@@ -581,7 +586,7 @@ def write_report(experiment_dir: Path) -> Path:
         lines += _backend_analysis(info["report"], experiment_dir)
     notes += skipped.lines()
     if notes:
-        shown = [f"- {_md(note, 300)}" for note in notes[:MAX_NOTES]]
+        shown = [f"- {markdown_cell(note, 300)}" for note in notes[:MAX_NOTES]]
         if len(notes) > MAX_NOTES:
             shown.append(f"- and {len(notes) - MAX_NOTES} more")
         lines[note_at:note_at] = ["Skipped (metrics the report cannot use):", "", *shown, ""]

@@ -3,6 +3,8 @@ and crafted checkpoints. Each fault stops only its own run, with a message namin
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -113,7 +115,13 @@ def test_a_second_writer_of_a_run_folder_stops_at_once_naming_the_holder(tmp_pat
         while not (out / "tiny/main/metrics.jsonl").exists() and time.time() < deadline:
             time.sleep(0.2)
         assert first.poll() is None, "the first run ended before the second started"
-        second = _expc("run", spec, "--out", out, cwd=tmp_path)
+        # Paused mid-run, the first cannot finish while the second starts (on a loaded
+        # machine a second Python start can take longer than the first's 400 steps).
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = _expc("run", spec, "--out", out, cwd=tmp_path)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         output = second.stdout + second.stderr
         assert second.returncode == 1
         assert f"is being written by another expc run (pid {first.pid})" in output

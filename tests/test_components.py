@@ -93,8 +93,10 @@ def test_precision_and_compile_may_differ_between_variants(tmp_path: Path) -> No
     )
     files = compile_text(text).files
     train = files["tiny/train.py"]
-    assert "with autocast(target, run.target.precision):" in train
-    assert "torch.compile(model) if run.target.compile else model" in train
+    # Each run's own precision (runtime.Precision autocasts the steps; evaluation too).
+    assert "runtime.Precision(run.target.precision, target)" in train
+    assert "with precision.autocast():" in train
+    assert "torch.compile(self.model) if run.target.compile else self.model" in train
     # Only the fp32 and bf16 runs are trained here (torch.compile takes ~10 s on CPU).
     spec = tmp_path / "mixed.exp"
     spec.write_text(text)
@@ -465,9 +467,9 @@ def test_fp16_variant_trains_with_its_gradient_scaler(objective: str, tmp_path: 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     experiment = smoke_dir(tmp_path / "runs", _experiment(objective))
-    assert (
-        "GradScaler" in (tmp_path / "generated" / _experiment(objective) / "train.py").read_text()
-    )
+    train = (tmp_path / "generated" / _experiment(objective) / "train.py").read_text()
+    # The scaler: runtime.Precision's (runtime.fit's objectives) or the template's own.
+    assert "runtime.Precision(run.target.precision, target)" in train or "GradScaler" in train
     last = {n: _rows(experiment / n)[-1] for n in ("fp32", "fp16")}
     assert "diverged" not in last["fp16"] and last["fp32"]["step"] == last["fp16"]["step"]
 

@@ -13,6 +13,15 @@ from expc.runtime.distributed import World, init_distributed
 from expc.runtime.ensemble import Ensemble
 from expc.runtime.errors import RunError
 from expc.runtime.launch import apply_overrides, main
+from expc.runtime.loop import (
+    Constant,
+    Precision,
+    Stage,
+    Training,
+    WarmupCosine,
+    fit,
+    fit_ensemble,
+)
 from expc.runtime.metrics import MetricsLogger, read_metrics
 from expc.runtime.progress import Progress
 from expc.runtime.report import plot_attention_maps
@@ -20,14 +29,21 @@ from expc.runtime.seeding import configure_torch
 from expc.runtime.stability import SpikeCounter
 
 __all__ = [
+    "Constant",
     "Ensemble",
     "MetricsLogger",
+    "Precision",
     "Progress",
     "RunError",
     "SpikeCounter",
+    "Stage",
+    "Training",
+    "WarmupCosine",
     "World",
     "apply_overrides",
     "configure_torch",
+    "fit",
+    "fit_ensemble",
     "init_distributed",
     "load_checkpoint",
     "main",

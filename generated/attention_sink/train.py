@@ -19,8 +19,7 @@ This file alone, one run, no compiler needed:
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -208,7 +207,12 @@ METRICS = (
     "max_activation",
     "gate_score",
     "diverged",
+    "blown_up",
 )
+# A row whose mean training loss is above this multiple of the first step's is marked
+# blown_up: a byte-level model starts near ln(vocabulary) and only a diverging one climbs
+# back far above it.
+BLOWUP = 2.0
 DEVICE = "cpu"  # specs/gated_attention.exp line 50; `expc run --device` overrides
 
 
@@ -245,7 +249,7 @@ def get_batch(
 
 
 # -----------------------------------------------------------------------------
-# optimiser and learning-rate schedule (specs/gated_attention.exp line 35)
+# optimiser (specs/gated_attention.exp line 35)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -259,22 +263,16 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to `min_lr_ratio * lr` at the last step."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    floor = config.lr * config.min_lr_ratio
-    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 # -----------------------------------------------------------------------------
 # evaluation
 
 
 @torch.no_grad()
 def evaluate(
-    model: Transformer, tokens: torch.Tensor, run: Run, device: torch.device
+    model: Transformer,
+    tokens: torch.Tensor,
+    run: Run,
+    device: torch.device,
 ) -> dict[str, float]:
     """Held-out loss and the probe statistics on the same batches every time."""
     model.eval()
@@ -305,7 +303,65 @@ def attention_maps(
 
 
 # -----------------------------------------------------------------------------
-# training loop
+# one run's training (specs/gated_attention.exp line 30)
+
+
+class NextTokenTraining(runtime.Training):
+    """Random windows of the training tokens, the cross-entropy of each next token, AdamW
+    with linear warmup and cosine decay."""
+
+    metrics = METRICS
+
+    def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
+        self.run, self.out_dir, self.target = run, out_dir, target
+        self.train_tokens, self.val_tokens = load_data(run.data)
+        self.model = Transformer(run.model).to(target)
+        self.optimizer = make_optimizer(self.model, run.train)
+        self.precision = runtime.Precision("fp32", target)
+        self.clip = run.train.grad_clip
+        self.generator = torch.Generator().manual_seed(run.seed)
+        train = run.train
+        self.stages = [
+            runtime.Stage(
+                train.steps,
+                train.eval_every,
+                lr=runtime.WarmupCosine(train.lr, train.warmup, train.steps, train.min_lr_ratio),
+                blowup=BLOWUP,
+            ),
+        ]
+
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of windows and their next tokens, from this run's generator."""
+        x, y = get_batch(
+            self.train_tokens, self.run.train.batch_size, self.run.data.context, self.generator
+        )
+        return x.to(self.target), y.to(self.target)
+
+    def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return model(x, y)[1]
+
+    def counters(self, done: int) -> dict[str, float]:
+        train, context = self.run.train, self.run.data.context
+        return {"tokens": done * train.batch_size * context}
+
+    def evaluate(self, done: int) -> dict[str, float]:
+        return evaluate(self.model, self.val_tokens, self.run, self.target)
+
+    def close(self, row: dict[str, float], diverged: bool) -> dict[str, float]:
+        maps = attention_maps(self.model, self.val_tokens, self.run, self.target)
+        runtime.plot_attention_maps(maps, self.out_dir / "attention_maps.png", title=self.run.name)
+        return row
+
+    def state_dict(self) -> dict[str, object]:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+
+
+# -----------------------------------------------------------------------------
+# training: the loop is runtime.fit's, the same for every objective
 
 
 def train(
@@ -315,87 +371,15 @@ def train(
     device: str | None = None,
     resume: bool = False,
 ) -> dict[str, float]:
-    """Train one run; append a metrics.jsonl row per evaluation; return the last row.
+    """Train one run; append a metrics.jsonl row per evaluation; return its summary.
 
-    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the same
-    parameters, optimiser moments, data position and random states, so the metrics match
-    an uninterrupted run.
+    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the
+    same parameters, optimiser moments, data position and random states, so the metrics
+    match an uninterrupted run.
     """
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
     target = runtime.resolve_device(DEVICE, override=device)
-    train_tokens, val_tokens = load_data(run.data)
-    model = Transformer(run.model).to(target)
-    optimizer = make_optimizer(model, run.train)
-    generator = torch.Generator().manual_seed(run.seed)
-    checkpoint_path = out_dir / "checkpoint.pt"
-    first_step, losses, elapsed = 0, [], 0.0
-    state = (
-        runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
-    )
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        runtime.restore_rng(state["rng"])
-        first_step, losses, elapsed = state["step"], state["losses"], state["elapsed_s"]
-    logger = runtime.MetricsLogger(
-        out_dir,
-        config=asdict(run),
-        resume_from=first_step if state is not None else None,
-    )
-    row = logger.rows[-1] if logger.rows else {}
-    started = time.perf_counter() - elapsed
-    if progress is not None:
-        progress.advance(steps=first_step)
-    for step in range(first_step, run.train.steps):
-        lr = learning_rate(step, run.train)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = get_batch(train_tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x.to(target), y.to(target))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.train.grad_clip > 0:  # 0 turns clipping off
-            torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
-        optimizer.step()
-        value = loss.item()
-        losses.append(value)
-        done = step + 1
-        if not math.isfinite(value):  # diverged: record it and stop, NaNs teach nothing
-            row = {"step": done, "lr": lr, "train_loss": value, "diverged": 1}
-            logger.log({key: row[key] for key in METRICS if key in row})
-            break
-        evaluated = done % run.train.eval_every == 0 or done == run.train.steps
-        if evaluated:
-            row = {
-                "step": done,
-                "tokens": done * run.train.batch_size * run.data.context,
-                "lr": lr,
-                "elapsed_s": time.perf_counter() - started,
-                "train_loss": sum(losses) / len(losses),
-                **evaluate(model, val_tokens, run, target),
-            }
-            logger.log({key: row[key] for key in METRICS if key in row})
-            losses = []
-        every = run.train.checkpoint_every
-        due = (every and done % every == 0) or (not every and evaluated) or done == run.train.steps
-        if due:
-            runtime.save_checkpoint(
-                checkpoint_path,
-                model=model,
-                optimizer=optimizer,
-                step=done,
-                run=asdict(run),
-                generator=generator.get_state(),
-                losses=losses,
-                elapsed_s=time.perf_counter() - started,
-            )
-        if progress is not None:
-            progress.advance(loss=value)
-    maps = attention_maps(model, val_tokens, run, target)
-    runtime.plot_attention_maps(maps, out_dir / "attention_maps.png", title=run.name)
-    logger.close(summary=row)
-    return row
+    return runtime.fit(NextTokenTraining(run, out_dir, target), out_dir, progress, resume)
 
 
 def main(argv: list[str] | None = None) -> None:

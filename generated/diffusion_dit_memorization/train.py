@@ -23,9 +23,7 @@ This file alone, one run, no compiler needed:
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -160,7 +158,12 @@ METRICS = (
     "quality",
     "kernel_quality",
     "diverged",
+    "blown_up",
 )
+# A row whose mean training loss is above this multiple of the first step's is marked
+# blown_up: the noise-prediction loss starts near 1 (the noise's variance) and only a
+# diverging network climbs far above it.
+BLOWUP = 3.0
 DEVICE = "cpu"  # spec line 59; `expc run --device` overrides
 SCHEDULE = "linear"  # spec line 32
 SAMPLER = "ddim"  # spec line 52
@@ -274,7 +277,86 @@ def evaluate(
 
 
 # -----------------------------------------------------------------------------
-# training loop
+# one run's training (spec line 31)
+
+
+class DiffusionTraining(runtime.Training):
+    """Minibatches of the n training images, each noised at a random timestep; the network
+    predicts the noise (MSE), Adam steps, and an EMA of the weights is what evaluations
+    sample from."""
+
+    metrics = METRICS
+
+    def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
+        self.run, self.out_dir, self.target = run, out_dir, target
+        self.data = load_data(run.data)
+        self.schedule = noise_schedule(run.objective)
+        self.reference = diffusion.QualityReference(self.data.held_out)
+        self.model = DiT(
+            run.model, image_channels=self.data.shape[0], image_size=self.data.shape[1]
+        ).to(target)
+        self.optimizer = make_optimizer(self.model, run.train)
+        self.precision = runtime.Precision("fp32", target)
+        self.clip = run.train.grad_clip
+        self.ema = make_ema(self.model, run.train.ema)
+        evaluations = diffusion.log_spaced_steps(
+            run.eval.first_eval, run.train.steps, run.eval.evaluations
+        )
+        self.stages = [
+            runtime.Stage(run.train.steps, evaluations=frozenset(evaluations), blowup=BLOWUP)
+        ]
+        self.train_images = self.data.train.to(target)
+        # One generator for minibatch indices, timesteps and noise: the run is reproducible
+        # and resumable from its state alone.
+        self.generator = torch.Generator().manual_seed(run.seed)
+
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training images, their timesteps and noise, from this run's generator."""
+        index = torch.randint(
+            self.run.data.n, (self.run.train.batch_size,), generator=self.generator
+        )
+        x0 = self.train_images[index.to(self.target)]
+        return (x0, *diffusion.noising(x0, self.schedule, generator=self.generator))
+
+    def loss(
+        self, model: torch.nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        return diffusion.noise_prediction_loss(model, x0, t, noise, self.schedule)
+
+    def apply_gradients(self) -> None:
+        super().apply_gradients()
+        self.ema.update_parameters(self.model)
+
+    def counters(self, done: int) -> dict[str, float]:
+        return {"epochs": done * self.run.train.batch_size / self.run.data.n}
+
+    def evaluate(self, done: int) -> dict[str, float]:
+        return evaluate(
+            self.ema.module,
+            self.data,
+            self.schedule,
+            self.reference,
+            self.run,
+            self.target,
+            self.out_dir / "samples" / f"step_{done:07d}.png",
+        )
+
+    def should_stop(self, row: dict[str, float]) -> bool:
+        """Memorized enough (spec line 43): tau_mem lies behind, the rest would
+        only cost time."""
+        return 0 < self.run.train.stop_memorized <= row["memorization"]
+
+    def state_dict(self) -> dict[str, object]:
+        return {**super().state_dict(), "ema": self.ema, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        self.ema.load_state_dict(state["ema"])
+        self.generator.set_state(state["generator"])
+
+
+# -----------------------------------------------------------------------------
+# training: the loop is runtime.fit's, the same for every objective
 
 
 def train(
@@ -284,116 +366,15 @@ def train(
     device: str | None = None,
     resume: bool = False,
 ) -> dict[str, float]:
-    """Train one run; append a metrics.jsonl row per evaluation; return the last row.
+    """Train one run; append a metrics.jsonl row per evaluation; return its summary.
 
-    Evaluations happen at `eval.evaluations` steps spaced evenly in log(step). With
-    `resume`, continue from out_dir/checkpoint.pt exactly where it was taken.
+    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the
+    same parameters, EMA, optimiser moments, data position and random states, so the
+    metrics match an uninterrupted run.
     """
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
     target = runtime.resolve_device(DEVICE, override=device)
-    data = load_data(run.data)
-    schedule = noise_schedule(run.objective)
-    reference = diffusion.QualityReference(data.held_out)
-    model = DiT(run.model, image_channels=data.shape[0], image_size=data.shape[1]).to(target)
-    optimizer = make_optimizer(model, run.train)
-    ema = make_ema(model, run.train.ema)
-    evaluations = set(
-        diffusion.log_spaced_steps(run.eval.first_eval, run.train.steps, run.eval.evaluations)
-    )
-    train_images = data.train.to(target)
-    # One generator for minibatch indices, timesteps and noise: the run is reproducible and
-    # resumable from its state alone.
-    generator = torch.Generator().manual_seed(run.seed)
-    checkpoint_path = out_dir / "checkpoint.pt"
-    first_step, losses, elapsed, cpu = 0, [], 0.0, 0.0
-    stopped = False  # by `train.stop_memorized`
-    state = (
-        runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
-    )
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        generator.set_state(state["generator"])
-        runtime.restore_rng(state["rng"])
-        first_step, losses = state["step"], state["losses"]
-        elapsed, cpu = state["elapsed_s"], state["cpu_s"]
-        stopped = state.get("stopped", False)
-    logger = runtime.MetricsLogger(
-        out_dir,
-        config=asdict(run),
-        resume_from=first_step if state is not None else None,
-    )
-    row = logger.rows[-1] if logger.rows else {}
-    started, cpu_started = time.perf_counter() - elapsed, time.process_time() - cpu
-    if progress is not None:
-        progress.advance(steps=first_step)
-    # A run that had stopped on memorization when it was interrupted is done: resuming it
-    # trains no further.
-    for step in range(first_step, first_step if stopped else run.train.steps):
-        index = torch.randint(run.data.n, (run.train.batch_size,), generator=generator)
-        loss = diffusion.denoising_loss(
-            model, train_images[index.to(target)], schedule, generator=generator
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.train.grad_clip > 0:  # 0 turns clipping off
-            torch.nn.utils.clip_grad_norm_(model.parameters(), run.train.grad_clip)
-        optimizer.step()
-        ema.update_parameters(model)
-        value = loss.item()
-        losses.append(value)
-        done = step + 1
-        if not math.isfinite(value):  # diverged: record it and stop, NaNs teach nothing
-            row = {"step": done, "train_loss": value, "diverged": 1}
-            logger.log({key: row[key] for key in METRICS if key in row})
-            break
-        evaluated = done in evaluations
-        stop = False
-        if evaluated:
-            row = {
-                "step": done,
-                "epochs": done * run.train.batch_size / run.data.n,
-                "train_loss": sum(losses) / len(losses),
-                **evaluate(
-                    ema.module,
-                    data,
-                    schedule,
-                    reference,
-                    run,
-                    target,
-                    out_dir / "samples" / f"step_{done:07d}.png",
-                ),
-            }
-            # Wall and CPU time include the evaluations (sampling is part of the budget).
-            row["elapsed_s"] = time.perf_counter() - started
-            row["cpu_s"] = time.process_time() - cpu_started
-            logger.log({key: row[key] for key in METRICS if key in row})
-            losses = []
-            # Memorized enough: tau_mem lies behind us, the rest would only cost time.
-            stop = 0 < run.train.stop_memorized <= row["memorization"]
-        every = run.train.checkpoint_every
-        due = (every and done % every == 0) or (not every and evaluated) or done == run.train.steps
-        if due or stop:
-            runtime.save_checkpoint(
-                checkpoint_path,
-                model=model,
-                optimizer=optimizer,
-                ema=ema.state_dict(),
-                step=done,
-                run=asdict(run),
-                generator=generator.get_state(),
-                losses=losses,
-                elapsed_s=time.perf_counter() - started,
-                cpu_s=time.process_time() - cpu_started,
-                stopped=stop,
-            )
-        if progress is not None:
-            progress.advance(loss=value)
-        if stop:
-            break
-    logger.close(summary=row)
-    return row
+    return runtime.fit(DiffusionTraining(run, out_dir, target), out_dir, progress, resume)
 
 
 def main(argv: list[str] | None = None) -> None:

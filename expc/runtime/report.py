@@ -21,6 +21,7 @@ from typing import Any
 
 from expc.runtime.intervals import estimate, paired, verdict
 from expc.runtime.metrics import read_metrics
+from expc.runtime.stability import stability_lines
 
 MAX_NAME = 64  # characters of a metric name in the report (longer: cut, with a hash)
 MAX_CELL = 200  # characters of a table cell (a longer string value is elided)
@@ -45,7 +46,8 @@ _TABLE_ORDER = (
     "gate_score",
     "elapsed_s",
 )
-_NOT_PLOTTED = {"step", "tokens", "lr", "elapsed_s"}
+# Flags (`diverged`, `blown_up`) are said in words under the table, not drawn as curves.
+_NOT_PLOTTED = {"step", "tokens", "lr", "elapsed_s", "diverged", "blown_up"}
 
 
 def is_finite_number(value: Any) -> bool:
@@ -568,6 +570,7 @@ def write_report(experiment_dir: Path) -> Path:
     else:
         lines.append("No run has a metrics row with a step yet.")
     lines.append("")
+    lines += stability_lines(runs, markdown_cell)
     note_at = len(lines)
     lines += _seed_table(experiment_dir, finals, columns)
     groups = _seed_groups(experiment_dir, list(runs))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Callable
 
 
 class SpikeCounter:
@@ -43,3 +44,25 @@ class SpikeCounter:
         if math.isfinite(loss):
             self.recent.append(loss)
         return spike
+
+
+def stability_lines(runs: dict[str, list[dict]], cell: Callable[[str], str]) -> list[str]:
+    """The report's word on runs that did not train cleanly: a run that diverged (a
+    non-finite loss stopped it) or blew up (rows marked `blown_up`: its mean loss rose far
+    above where its stage started, each objective saying how far), with the first step
+    that showed it. `cell` escapes a run name for markdown. Empty when every run is clean."""
+    lines = []
+    for name, rows in runs.items():
+        diverged = next((r for r in rows if r.get("diverged")), None)
+        blown = next((r for r in rows if r.get("blown_up")), None)
+        if diverged is not None:
+            lines.append(
+                f"- `{cell(name)}` diverged at step {diverged.get('step')}: a non-finite "
+                "loss stopped it, so its last row is not a result"
+            )
+        elif blown is not None:
+            lines.append(
+                f"- `{cell(name)}` blew up from step {blown.get('step')} on: its training loss "
+                "rose far above its start, so its numbers describe a diverging run"
+            )
+    return ["Training stability:", "", *lines, ""] if lines else []

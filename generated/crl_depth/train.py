@@ -24,9 +24,8 @@ This file alone, one run, no compiler needed:
 from __future__ import annotations
 
 import functools
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -164,7 +163,11 @@ METRICS = (
     "alpha",
     "env_steps_per_s",
     "diverged",
+    "blown_up",
 )
+# A row whose mean critic loss is above this multiple of the first step's is marked
+# blown_up: InfoNCE starts near log(batch size) and only a diverging critic climbs far above.
+BLOWUP = 2.0
 # The spec's metrics that are training statistics, averaged between evaluations.
 TRAIN_STATISTICS = ("critic_loss", "categorical_accuracy", "actor_loss", "alpha")
 DEVICE = "cpu"  # spec line 51; `expc run --device` overrides
@@ -278,7 +281,103 @@ def update(
 
 
 # -----------------------------------------------------------------------------
-# training loop
+# one run's training
+
+
+class CRLTraining(runtime.Training):
+    """Collection into the replay buffer every `updates_per_unroll` gradient steps (after a
+    prefill), then update() on a sampled batch; evaluation runs the deterministic actor."""
+
+    metrics = METRICS
+
+    def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
+        self.run, self.out_dir, self.target = run, out_dir, target
+        self.env = make_env(run.data, run.data.num_envs, run.seed, target)
+        # Evaluation always faces the same starts and goals (reseeded at every evaluation).
+        self.eval_env = make_env(run.data, run.data.eval_envs, run.seed + 1, target)
+        self.model = self.agent = Agent(
+            self.env.obs_dim, self.env.action_dim, self.env.goal_dim, run.model
+        ).to(target)
+        self.optimizers = make_optimizers(self.agent, run.train)
+        self.precision = runtime.Precision("fp32", target)
+        self.target_entropy = crl.target_entropy(self.env.action_dim, run.objective.entropy_param)
+        self.buffer = crl.TrajectoryBuffer(
+            run.train.replay_capacity,
+            run.data.num_envs,
+            self.env.obs_dim,
+            self.env.action_dim,
+            crl.GOAL_SLICE,
+            gamma=run.objective.gamma,
+            horizon=run.data.episode_length,  # the paper's window: one episode
+            device=target,
+        )
+        self.generator = torch.Generator(target).manual_seed(run.seed)
+        self.stages = [runtime.Stage(run.train.steps, run.train.eval_every, blowup=BLOWUP)]
+        # Environment steps, and those at the last evaluation with the clock of collection
+        # and updates since (the paper's `sps` leaves evaluation out).
+        self.env_steps = self.steps_at_eval = 0
+        self.busy_started = time.perf_counter()
+
+    def unroll(self, steps: int) -> None:
+        """Every environment steps `steps` times with the stochastic actor, into the buffer."""
+        collect(self.agent, self.env, self.buffer, steps, self.generator)
+        self.env_steps += steps * self.run.data.num_envs
+
+    def enter_stage(self, index: int, fresh: bool) -> None:
+        if fresh:  # fill the buffer before the first update (the paper's min_replay_size)
+            self.unroll(self.run.train.prefill)
+
+    def step(self, step: int) -> tuple[float, dict[str, torch.Tensor]]:
+        if step % self.run.train.updates_per_unroll == 0:
+            self.unroll(self.run.train.unroll_length)
+        batch = self.buffer.sample(self.run.train.batch_size, self.generator)
+        stats = update(
+            self.agent,
+            self.optimizers,
+            batch,
+            self.run.objective,
+            self.target_entropy,
+            self.generator,
+        )
+        return stats["critic_loss"].item(), {name: stats[name] for name in TRAIN_STATISTICS}
+
+    def counters(self, done: int) -> dict[str, float]:
+        return {"env_steps": self.env_steps}
+
+    def evaluate(self, done: int) -> dict[str, float]:
+        result: dict[str, float] = {}
+        busy_s = time.perf_counter() - self.busy_started  # in an ensemble, the ensemble's
+        result["env_steps_per_s"] = (self.env_steps - self.steps_at_eval) / max(busy_s, 1e-9)
+        deterministic = functools.partial(act, self.agent, generator=None)
+        result.update(crl.evaluate(self.eval_env, deterministic, seed=self.run.seed + 1))
+        self.steps_at_eval, self.busy_started = self.env_steps, time.perf_counter()
+        return result
+
+    def state_dict(self) -> dict[str, object]:
+        state = {
+            "model": self.agent,
+            "optimizers": {
+                name: optimizer.state_dict() for name, optimizer in self.optimizers.items()
+            },
+            "env": self.env,
+            "buffer": self.buffer,
+            "generator": self.generator.get_state(),
+            "env_steps": self.env_steps,
+        }
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.agent.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.env.load_state_dict(state["env"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.env_steps = self.steps_at_eval = state["env_steps"]
+
+
+# -----------------------------------------------------------------------------
+# training: the loop is runtime.fit's, the same for every objective
 
 
 def train(
@@ -288,119 +387,15 @@ def train(
     device: str | None = None,
     resume: bool = False,
 ) -> dict[str, float]:
-    """Train one run; append a metrics.jsonl row per evaluation; return the last row.
+    """Train one run; append a metrics.jsonl row per evaluation; return its summary.
 
-    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the same
-    networks, optimiser moments, environments, replay buffer and random states, so the
-    metrics match an uninterrupted run.
+    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the
+    same networks, optimiser moments, environments, replay buffer and random states, so
+    the metrics match an uninterrupted run.
     """
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
     target = runtime.resolve_device(DEVICE, override=device)
-    env = make_env(run.data, run.data.num_envs, run.seed, target)
-    # Evaluation always faces the same starts and goals (reseeded at every evaluation).
-    eval_env = make_env(run.data, run.data.eval_envs, run.seed + 1, target)
-    agent = Agent(env.obs_dim, env.action_dim, env.goal_dim, run.model).to(target)
-    optimizers = make_optimizers(agent, run.train)
-    target_entropy = crl.target_entropy(env.action_dim, run.objective.entropy_param)
-    buffer = crl.TrajectoryBuffer(
-        run.train.replay_capacity,
-        run.data.num_envs,
-        env.obs_dim,
-        env.action_dim,
-        crl.GOAL_SLICE,
-        gamma=run.objective.gamma,
-        horizon=run.data.episode_length,  # the paper's window: one episode
-        device=target,
-    )
-    generator = torch.Generator(target).manual_seed(run.seed)
-    checkpoint_path = out_dir / "checkpoint.pt"
-    first_step, env_steps, elapsed = 0, 0, 0.0
-    # Training statistics summed since the last evaluation (tensors: no sync per step).
-    sums: dict[str, torch.Tensor] = {}
-    state = (
-        runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
-    )
-    if state is not None:
-        agent.load_state_dict(state["model"])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        env.load_state_dict(state["env"])
-        buffer.load_state_dict(state["buffer"])
-        generator.set_state(state["generator"])
-        runtime.restore_rng(state["rng"])
-        first_step, env_steps, sums, elapsed = (
-            state["step"],
-            state["env_steps"],
-            state["sums"],
-            state["elapsed_s"],
-        )
-    logger = runtime.MetricsLogger(
-        out_dir,
-        config=asdict(run),
-        resume_from=first_step if state is not None else None,
-    )
-    row = logger.rows[-1] if logger.rows else {}
-    started = time.perf_counter() - elapsed
-    if progress is not None:
-        progress.advance(steps=first_step)
-    steps_at_eval, busy_started = env_steps, time.perf_counter()
-    if state is None:  # fill the buffer before the first update (the paper's min_replay_size)
-        collect(agent, env, buffer, run.train.prefill, generator)
-        env_steps += run.train.prefill * run.data.num_envs
-    for step in range(first_step, run.train.steps):
-        if step % run.train.updates_per_unroll == 0:
-            collect(agent, env, buffer, run.train.unroll_length, generator)
-            env_steps += run.train.unroll_length * run.data.num_envs
-        batch = buffer.sample(run.train.batch_size, generator)
-        stats = update(agent, optimizers, batch, run.objective, target_entropy, generator)
-        for name in TRAIN_STATISTICS:
-            sums[name] = sums[name] + stats[name] if name in sums else stats[name]
-        done = step + 1
-        evaluated = done % run.train.eval_every == 0 or done == run.train.steps
-        if evaluated:
-            busy_s = time.perf_counter() - busy_started
-            previous_eval = (done - 1) // run.train.eval_every * run.train.eval_every
-            means = {name: total.item() / (done - previous_eval) for name, total in sums.items()}
-            row = {
-                "step": done,
-                "env_steps": env_steps,
-                "elapsed_s": time.perf_counter() - started,
-                **means,
-                # Collection and updates only, evaluation excluded (the paper's `sps`).
-                "env_steps_per_s": (env_steps - steps_at_eval) / max(busy_s, 1e-9),
-            }
-            deterministic = functools.partial(act, agent, generator=None)
-            row.update(crl.evaluate(eval_env, deterministic, seed=run.seed + 1))
-            diverged = not all(math.isfinite(v) for v in means.values())
-            if diverged:  # NaNs teach nothing: record the row and stop
-                row["diverged"] = 1
-            row = {key: row[key] for key in METRICS if key in row}  # the spec's metrics only
-            logger.log(row)
-            if diverged:
-                break
-            sums, steps_at_eval = {}, env_steps
-        every = run.train.checkpoint_every
-        due = (every and done % every == 0) or (not every and evaluated) or done == run.train.steps
-        if due:
-            runtime.save_checkpoint(
-                checkpoint_path,
-                model=agent,
-                step=done,
-                run=asdict(run),
-                optimizers={name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-                env=env.state_dict(),
-                buffer=buffer.state_dict(),
-                generator=generator.get_state(),
-                env_steps=env_steps,
-                sums=sums,
-                elapsed_s=time.perf_counter() - started,
-            )
-        if evaluated:
-            busy_started = time.perf_counter()
-        if progress is not None:
-            progress.advance(loss=stats["critic_loss"].item())
-    logger.close(summary=row)
-    return row
+    return runtime.fit(CRLTraining(run, out_dir, target), out_dir, progress, resume)
 
 
 def main(argv: list[str] | None = None) -> None:

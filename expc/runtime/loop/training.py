@@ -59,6 +59,11 @@ class Precision:
         if update:
             self.scaler.update()
 
+    def update(self) -> None:
+        """Adapt the scale once after a step of several optimisers (`step(update=False)`)."""
+        if self.scaler is not None:
+            self.scaler.update()
+
     def state_dict(self) -> dict[str, Any]:
         return self.scaler.state_dict() if self.scaler is not None else {}
 

@@ -47,10 +47,14 @@ class Regression(runtime.Training):
         self.generator = torch.Generator().manual_seed(run.seed)
         self.entered: list[tuple[int, bool]] = []
         schedule = runtime.WarmupCosine(run.train.lr, 2, run.train.steps, 0.1)
-        self.stages = [runtime.Stage(run.train.steps, run.train.eval_every, lr=schedule, blowup=2.0)]
+        self.stages = [
+            runtime.Stage(run.train.steps, run.train.eval_every, lr=schedule, blowup=2.0)
+        ]
         if run.train.second_steps:
             self.stages.append(
-                runtime.Stage(run.train.second_steps, run.train.eval_every, lr=runtime.Constant(0.01))
+                runtime.Stage(
+                    run.train.second_steps, run.train.eval_every, lr=runtime.Constant(0.01)
+                )
             )
 
     def enter_stage(self, index: int, fresh: bool) -> None:

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from expc import __version__
 from expc.compiler import result_cache
 from expc.compiler.paths import display_name
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from expc.compiler import CompileError
     from expc.compiler.source import SourceFile
 
@@ -26,8 +27,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="expc: compile .exp experiment specs into readable PyTorch code, and run them.",
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console made on first use, so that a compile with nothing to report does not
+    pay for importing rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = _LazyConsole(highlight=False, soft_wrap=True)
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 HEADER_LINES = 3  # of every generated file: see templates/_header.j2
 SPECS_DIR = Path("specs")
@@ -259,7 +278,7 @@ def compile(
         package = output / result.experiment
         touched = sum(1 for p in changes if p.parent == package)
         state = f"{touched} file(s) written" if touched else "up to date"
-        out.print(f"{result.source_name} -> {package}/ ({state})")
+        typer.echo(f"{result.source_name} -> {package}/ ({state})")  # plain text: no rich
 
 
 @app.command()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from expc.compiler.source import SourceFile, Span
+
+if TYPE_CHECKING:  # rich is imported when a diagnostic is rendered, not by every compile
+    from rich.text import Text
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 def _highlight(line: str) -> Text:
     """The spec line coloured by the .exp Pygments lexer (plain text is unchanged)."""
     from rich.syntax import Syntax  # imported on the error path only: pygments is slow
+    from rich.text import Text
 
     from expc.lexer import ExpLexer
 
@@ -58,6 +61,8 @@ def _highlight(line: str) -> Text:
 
 def render(diagnostic: Diagnostic, sources: dict[str, SourceFile]) -> Text:
     """Render one diagnostic as styled text; `str()` of the result is the golden form."""
+    from rich.text import Text
+
     out = Text()
     out.append(diagnostic.severity, style="bold red")
     out.append(f": {diagnostic.message}\n", style="bold")
@@ -87,6 +92,8 @@ def render(diagnostic: Diagnostic, sources: dict[str, SourceFile]) -> Text:
 
 
 def render_all(diagnostics: Iterable[Diagnostic], sources: dict[str, SourceFile]) -> Text:
+    from rich.text import Text
+
     diagnostics = list(diagnostics)
     out = Text()
     for diagnostic in diagnostics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -28,14 +29,17 @@ def ruff_format(files: dict[str, str]) -> dict[str, str]:
     }
     done: dict[str, str] = {}
     for name, key in keys.items():
-        cached = directory / f"fmt-{key}.py"
-        if cached.exists():
-            done[name] = cached.read_text(encoding="utf-8")
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # missing or unreadable
+            done[name] = (directory / f"fmt-{key}.py").read_text(encoding="utf-8")
     fresh = _ruff_format({n: t for n, t in files.items() if n not in done})
     for name, text in fresh.items():
         tmp = directory / f"fmt-{keys[name]}.{os.getpid()}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, directory / f"fmt-{keys[name]}.py")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, directory / f"fmt-{keys[name]}.py")
+        except OSError:  # a full disk: the cache is an optimisation, never a failure
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     return {name: done.get(name) or fresh[name] for name in files}
 
 

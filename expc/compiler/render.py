@@ -8,6 +8,7 @@ identifiers come from the IR's strict name patterns.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import cache
 from typing import Any
@@ -37,13 +38,22 @@ def _pystr(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's bytecode files in the compile cache; a failed write (a full disk) only means
+    the template is compiled again next time."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
 @cache
 def _environment() -> jinja2.Environment:
     directory = cache_dir()
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("expc", "templates"),
         # Jinja checks each template's source checksum before using cached bytecode.
-        bytecode_cache=jinja2.FileSystemBytecodeCache(str(directory)) if directory else None,
+        bytecode_cache=_BytecodeCache(str(directory)) if directory else None,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

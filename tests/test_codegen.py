@@ -4,6 +4,7 @@ specialisation, and snapshots of whole generated files."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from conftest import MINIMAL, ROOT, SPECS, compile_text, import_generated, write
 from ruff.__main__ import find_ruff_bin
 
 from expc.compiler import compile_path
+from expc.compiler.plan import Plan
 from expc.runtime.loader import load_train_module
 
 GOLDEN = ROOT / "tests" / "golden" / "codegen"
@@ -51,6 +53,23 @@ def test_every_spec_compiles_to_lint_clean_importable_code(spec: Path, tmp_path:
         logits, loss = model(tokens, tokens)
         assert logits.shape == (2, 12, run.model.vocab_size), name  # 257 with a BOS token
         assert loss.shape == () and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_the_runs_table_holds_every_run_expc_run_trains(spec: Path, tmp_path: Path) -> None:
+    """RUNS (a sweep's compact table or a list of changes) builds, for every run, the
+    config values `expc run` gives it: the standalone file trains the same runs."""
+    compiled = compile_path(spec.relative_to(ROOT))
+    write_package(compiled.files, tmp_path)
+    train_module = load_train_module(tmp_path / compiled.spec.config.experiment.name)
+    plan = Plan(compiled.spec)
+    assert list(train_module.RUNS) == [run.name for run in compiled.spec.runs]
+    for run in compiled.spec.runs:
+        built = dataclasses.asdict(train_module.RUNS[run.name])
+        for section, values in plan.run_values(run.config).items():
+            fields = built if section == "run" else built[section]
+            for name, value in values.items():
+                assert fields[name] == value, (run.name, section, name)
 
 
 def test_generated_folder_matches_specs() -> None:

@@ -254,6 +254,26 @@ class Plan:
                 changes.setdefault(field.section, {})[field.name] = value
         return changes
 
+    def run_table(self) -> tuple[list[tuple[ConfigField, str]], list[tuple[str, list[Any]]]]:
+        """The runs as a table: the fields some run changes from the base spec, each with
+        a variable name for the RUNS comprehension, and every run's value of each."""
+        changed = {
+            (s, n)
+            for run in self.spec.runs
+            for s, f in self.run_changes(run.config).items()
+            for n in f
+        }
+        columns = [f for f in self.fields if (f.section, f.name) in changed]
+        names = [f.name for f in columns]
+        named = [
+            (f, f.name if names.count(f.name) == 1 else f"{f.section}_{f.name}") for f in columns
+        ]
+        rows = [
+            (run.name, [_hashable(get_path(run.config, f.path)) for f in columns])
+            for run in self.spec.runs
+        ]
+        return named, rows
+
     def check_run(self, config: ir.Config, origin: str) -> None:
         """A run resolved with `--set`/profiles must not need code that was not generated."""
         problems = []

@@ -81,107 +81,51 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: experiment.seed, data.context,
+# model.attention.gate, train.steps, train.batch_size, train.weight_decay.
+RUN_SETTINGS: dict[str, tuple] = {
+    "vanilla-steps_600-seed_1337": (1337, 128, "none", 600, 32, 0.1),
+    "vanilla-steps_600-seed_1338": (1338, 128, "none", 600, 32, 0.1),
+    "vanilla-steps_600-seed_1339": (1339, 128, "none", 600, 32, 0.1),
+    "vanilla-steps_2400-seed_1337": (1337, 128, "none", 2400, 32, 0.1),
+    "vanilla-steps_2400-seed_1338": (1338, 128, "none", 2400, 32, 0.1),
+    "vanilla-steps_2400-seed_1339": (1339, 128, "none", 2400, 32, 0.1),
+    "vanilla-context_512-batch_size_8-seed_1337": (1337, 512, "none", 600, 8, 0.1),
+    "vanilla-context_512-batch_size_8-seed_1338": (1338, 512, "none", 600, 8, 0.1),
+    "vanilla-context_512-batch_size_8-seed_1339": (1339, 512, "none", 600, 8, 0.1),
+    "vanilla-weight_decay_0.5-seed_1337": (1337, 128, "none", 600, 32, 0.5),
+    "vanilla-weight_decay_0.5-seed_1338": (1338, 128, "none", 600, 32, 0.5),
+    "vanilla-weight_decay_0.5-seed_1339": (1339, 128, "none", 600, 32, 0.5),
+    "gated-steps_600-seed_1337": (1337, 128, "elementwise", 600, 32, 0.1),
+    "gated-steps_600-seed_1338": (1338, 128, "elementwise", 600, 32, 0.1),
+    "gated-steps_600-seed_1339": (1339, 128, "elementwise", 600, 32, 0.1),
+    "gated-steps_2400-seed_1337": (1337, 128, "elementwise", 2400, 32, 0.1),
+    "gated-steps_2400-seed_1338": (1338, 128, "elementwise", 2400, 32, 0.1),
+    "gated-steps_2400-seed_1339": (1339, 128, "elementwise", 2400, 32, 0.1),
+    "gated-context_512-batch_size_8-seed_1337": (1337, 512, "elementwise", 600, 8, 0.1),
+    "gated-context_512-batch_size_8-seed_1338": (1338, 512, "elementwise", 600, 8, 0.1),
+    "gated-context_512-batch_size_8-seed_1339": (1339, 512, "elementwise", 600, 8, 0.1),
+    "gated-weight_decay_0.5-seed_1337": (1337, 128, "elementwise", 600, 32, 0.5),
+    "gated-weight_decay_0.5-seed_1338": (1338, 128, "elementwise", 600, 32, 0.5),
+    "gated-weight_decay_0.5-seed_1339": (1339, 128, "elementwise", 600, 32, 0.5),
+}
 RUNS: dict[str, Run] = {
-    "vanilla-steps_600-seed_1337": Run(
-        "vanilla-steps_600-seed_1337", model=ModelConfig(attention_gate="none")
-    ),
-    "vanilla-steps_600-seed_1338": Run(
-        "vanilla-steps_600-seed_1338", model=ModelConfig(attention_gate="none"), seed=1338
-    ),
-    "vanilla-steps_600-seed_1339": Run(
-        "vanilla-steps_600-seed_1339", model=ModelConfig(attention_gate="none"), seed=1339
-    ),
-    "vanilla-steps_2400-seed_1337": Run(
-        "vanilla-steps_2400-seed_1337",
-        model=ModelConfig(attention_gate="none"),
-        train=TrainConfig(steps=2400),
-    ),
-    "vanilla-steps_2400-seed_1338": Run(
-        "vanilla-steps_2400-seed_1338",
-        model=ModelConfig(attention_gate="none"),
-        seed=1338,
-        train=TrainConfig(steps=2400),
-    ),
-    "vanilla-steps_2400-seed_1339": Run(
-        "vanilla-steps_2400-seed_1339",
-        model=ModelConfig(attention_gate="none"),
-        seed=1339,
-        train=TrainConfig(steps=2400),
-    ),
-    "vanilla-context_512-batch_size_8-seed_1337": Run(
-        "vanilla-context_512-batch_size_8-seed_1337",
-        data=DataConfig(context=512),
-        model=ModelConfig(attention_gate="none"),
-        train=TrainConfig(batch_size=8),
-    ),
-    "vanilla-context_512-batch_size_8-seed_1338": Run(
-        "vanilla-context_512-batch_size_8-seed_1338",
-        data=DataConfig(context=512),
-        model=ModelConfig(attention_gate="none"),
-        seed=1338,
-        train=TrainConfig(batch_size=8),
-    ),
-    "vanilla-context_512-batch_size_8-seed_1339": Run(
-        "vanilla-context_512-batch_size_8-seed_1339",
-        data=DataConfig(context=512),
-        model=ModelConfig(attention_gate="none"),
-        seed=1339,
-        train=TrainConfig(batch_size=8),
-    ),
-    "vanilla-weight_decay_0.5-seed_1337": Run(
-        "vanilla-weight_decay_0.5-seed_1337",
-        model=ModelConfig(attention_gate="none"),
-        train=TrainConfig(weight_decay=0.5),
-    ),
-    "vanilla-weight_decay_0.5-seed_1338": Run(
-        "vanilla-weight_decay_0.5-seed_1338",
-        model=ModelConfig(attention_gate="none"),
-        seed=1338,
-        train=TrainConfig(weight_decay=0.5),
-    ),
-    "vanilla-weight_decay_0.5-seed_1339": Run(
-        "vanilla-weight_decay_0.5-seed_1339",
-        model=ModelConfig(attention_gate="none"),
-        seed=1339,
-        train=TrainConfig(weight_decay=0.5),
-    ),
-    "gated-steps_600-seed_1337": Run("gated-steps_600-seed_1337"),
-    "gated-steps_600-seed_1338": Run("gated-steps_600-seed_1338", seed=1338),
-    "gated-steps_600-seed_1339": Run("gated-steps_600-seed_1339", seed=1339),
-    "gated-steps_2400-seed_1337": Run("gated-steps_2400-seed_1337", train=TrainConfig(steps=2400)),
-    "gated-steps_2400-seed_1338": Run(
-        "gated-steps_2400-seed_1338", seed=1338, train=TrainConfig(steps=2400)
-    ),
-    "gated-steps_2400-seed_1339": Run(
-        "gated-steps_2400-seed_1339", seed=1339, train=TrainConfig(steps=2400)
-    ),
-    "gated-context_512-batch_size_8-seed_1337": Run(
-        "gated-context_512-batch_size_8-seed_1337",
-        data=DataConfig(context=512),
-        train=TrainConfig(batch_size=8),
-    ),
-    "gated-context_512-batch_size_8-seed_1338": Run(
-        "gated-context_512-batch_size_8-seed_1338",
-        data=DataConfig(context=512),
-        seed=1338,
-        train=TrainConfig(batch_size=8),
-    ),
-    "gated-context_512-batch_size_8-seed_1339": Run(
-        "gated-context_512-batch_size_8-seed_1339",
-        data=DataConfig(context=512),
-        seed=1339,
-        train=TrainConfig(batch_size=8),
-    ),
-    "gated-weight_decay_0.5-seed_1337": Run(
-        "gated-weight_decay_0.5-seed_1337", train=TrainConfig(weight_decay=0.5)
-    ),
-    "gated-weight_decay_0.5-seed_1338": Run(
-        "gated-weight_decay_0.5-seed_1338", seed=1338, train=TrainConfig(weight_decay=0.5)
-    ),
-    "gated-weight_decay_0.5-seed_1339": Run(
-        "gated-weight_decay_0.5-seed_1339", seed=1339, train=TrainConfig(weight_decay=0.5)
-    ),
+    name: Run(
+        name,
+        seed=seed,
+        data=DataConfig(context=context),
+        model=ModelConfig(attention_gate=attention_gate),
+        train=TrainConfig(steps=steps, batch_size=batch_size, weight_decay=weight_decay),
+    )
+    for name, (
+        seed,
+        context,
+        attention_gate,
+        steps,
+        batch_size,
+        weight_decay,
+    ) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

@@ -99,36 +99,27 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: data.task, data.episode_length, model.depth.
+RUN_SETTINGS: dict[str, tuple] = {
+    "u_maze-depth_4": ("u_maze", 100, 4),
+    "u_maze-depth_8": ("u_maze", 100, 8),
+    "u_maze-depth_16": ("u_maze", 100, 16),
+    "u_maze-depth_32": ("u_maze", 100, 32),
+    "u_maze-depth_64": ("u_maze", 100, 64),
+    "big_maze-depth_4": ("big_maze", 200, 4),
+    "big_maze-depth_8": ("big_maze", 200, 8),
+    "big_maze-depth_16": ("big_maze", 200, 16),
+    "big_maze-depth_32": ("big_maze", 200, 32),
+    "big_maze-depth_64": ("big_maze", 200, 64),
+}
 RUNS: dict[str, Run] = {
-    "u_maze-depth_4": Run("u_maze-depth_4"),
-    "u_maze-depth_8": Run("u_maze-depth_8", model=ModelConfig(depth=8)),
-    "u_maze-depth_16": Run("u_maze-depth_16", model=ModelConfig(depth=16)),
-    "u_maze-depth_32": Run("u_maze-depth_32", model=ModelConfig(depth=32)),
-    "u_maze-depth_64": Run("u_maze-depth_64", model=ModelConfig(depth=64)),
-    "big_maze-depth_4": Run(
-        "big_maze-depth_4", data=DataConfig(episode_length=200, task="big_maze")
-    ),
-    "big_maze-depth_8": Run(
-        "big_maze-depth_8",
-        data=DataConfig(episode_length=200, task="big_maze"),
-        model=ModelConfig(depth=8),
-    ),
-    "big_maze-depth_16": Run(
-        "big_maze-depth_16",
-        data=DataConfig(episode_length=200, task="big_maze"),
-        model=ModelConfig(depth=16),
-    ),
-    "big_maze-depth_32": Run(
-        "big_maze-depth_32",
-        data=DataConfig(episode_length=200, task="big_maze"),
-        model=ModelConfig(depth=32),
-    ),
-    "big_maze-depth_64": Run(
-        "big_maze-depth_64",
-        data=DataConfig(episode_length=200, task="big_maze"),
-        model=ModelConfig(depth=64),
-    ),
+    name: Run(
+        name,
+        data=DataConfig(task=task, episode_length=episode_length),
+        model=ModelConfig(depth=depth),
+    )
+    for name, (task, episode_length, depth) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

@@ -113,57 +113,28 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: experiment.seed, data.n, train.batch_size.
+RUN_SETTINGS: dict[str, tuple] = {
+    "n_16-batch_size_16-seed_0": (0, 16, 16),
+    "n_16-batch_size_16-seed_1": (1, 16, 16),
+    "n_16-batch_size_16-seed_2": (2, 16, 16),
+    "n_32-batch_size_32-seed_0": (0, 32, 32),
+    "n_32-batch_size_32-seed_1": (1, 32, 32),
+    "n_32-batch_size_32-seed_2": (2, 32, 32),
+    "n_64-batch_size_64-seed_0": (0, 64, 64),
+    "n_64-batch_size_64-seed_1": (1, 64, 64),
+    "n_64-batch_size_64-seed_2": (2, 64, 64),
+    "n_128-batch_size_128-seed_0": (0, 128, 128),
+    "n_128-batch_size_128-seed_1": (1, 128, 128),
+    "n_128-batch_size_128-seed_2": (2, 128, 128),
+    "n_256-batch_size_256-seed_0": (0, 256, 256),
+    "n_256-batch_size_256-seed_1": (1, 256, 256),
+    "n_256-batch_size_256-seed_2": (2, 256, 256),
+}
 RUNS: dict[str, Run] = {
-    "n_16-batch_size_16-seed_0": Run("n_16-batch_size_16-seed_0", data=DataConfig(n=16)),
-    "n_16-batch_size_16-seed_1": Run("n_16-batch_size_16-seed_1", data=DataConfig(n=16), seed=1),
-    "n_16-batch_size_16-seed_2": Run("n_16-batch_size_16-seed_2", data=DataConfig(n=16), seed=2),
-    "n_32-batch_size_32-seed_0": Run(
-        "n_32-batch_size_32-seed_0", data=DataConfig(n=32), train=TrainConfig(batch_size=32)
-    ),
-    "n_32-batch_size_32-seed_1": Run(
-        "n_32-batch_size_32-seed_1", data=DataConfig(n=32), seed=1, train=TrainConfig(batch_size=32)
-    ),
-    "n_32-batch_size_32-seed_2": Run(
-        "n_32-batch_size_32-seed_2", data=DataConfig(n=32), seed=2, train=TrainConfig(batch_size=32)
-    ),
-    "n_64-batch_size_64-seed_0": Run("n_64-batch_size_64-seed_0", train=TrainConfig(batch_size=64)),
-    "n_64-batch_size_64-seed_1": Run(
-        "n_64-batch_size_64-seed_1", seed=1, train=TrainConfig(batch_size=64)
-    ),
-    "n_64-batch_size_64-seed_2": Run(
-        "n_64-batch_size_64-seed_2", seed=2, train=TrainConfig(batch_size=64)
-    ),
-    "n_128-batch_size_128-seed_0": Run(
-        "n_128-batch_size_128-seed_0", data=DataConfig(n=128), train=TrainConfig(batch_size=128)
-    ),
-    "n_128-batch_size_128-seed_1": Run(
-        "n_128-batch_size_128-seed_1",
-        data=DataConfig(n=128),
-        seed=1,
-        train=TrainConfig(batch_size=128),
-    ),
-    "n_128-batch_size_128-seed_2": Run(
-        "n_128-batch_size_128-seed_2",
-        data=DataConfig(n=128),
-        seed=2,
-        train=TrainConfig(batch_size=128),
-    ),
-    "n_256-batch_size_256-seed_0": Run(
-        "n_256-batch_size_256-seed_0", data=DataConfig(n=256), train=TrainConfig(batch_size=256)
-    ),
-    "n_256-batch_size_256-seed_1": Run(
-        "n_256-batch_size_256-seed_1",
-        data=DataConfig(n=256),
-        seed=1,
-        train=TrainConfig(batch_size=256),
-    ),
-    "n_256-batch_size_256-seed_2": Run(
-        "n_256-batch_size_256-seed_2",
-        data=DataConfig(n=256),
-        seed=2,
-        train=TrainConfig(batch_size=256),
-    ),
+    name: Run(name, seed=seed, data=DataConfig(n=n), train=TrainConfig(batch_size=batch_size))
+    for name, (seed, n, batch_size) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

@@ -113,20 +113,24 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: experiment.seed, data.n.
+RUN_SETTINGS: dict[str, tuple] = {
+    "n_16-seed_0": (0, 16),
+    "n_16-seed_1": (1, 16),
+    "n_16-seed_2": (2, 16),
+    "n_32-seed_0": (0, 32),
+    "n_32-seed_1": (1, 32),
+    "n_32-seed_2": (2, 32),
+    "n_64-seed_0": (0, 64),
+    "n_64-seed_1": (1, 64),
+    "n_64-seed_2": (2, 64),
+    "n_128-seed_0": (0, 128),
+    "n_128-seed_1": (1, 128),
+    "n_128-seed_2": (2, 128),
+}
 RUNS: dict[str, Run] = {
-    "n_16-seed_0": Run("n_16-seed_0", data=DataConfig(n=16)),
-    "n_16-seed_1": Run("n_16-seed_1", data=DataConfig(n=16), seed=1),
-    "n_16-seed_2": Run("n_16-seed_2", data=DataConfig(n=16), seed=2),
-    "n_32-seed_0": Run("n_32-seed_0", data=DataConfig(n=32)),
-    "n_32-seed_1": Run("n_32-seed_1", data=DataConfig(n=32), seed=1),
-    "n_32-seed_2": Run("n_32-seed_2", data=DataConfig(n=32), seed=2),
-    "n_64-seed_0": Run("n_64-seed_0"),
-    "n_64-seed_1": Run("n_64-seed_1", seed=1),
-    "n_64-seed_2": Run("n_64-seed_2", seed=2),
-    "n_128-seed_0": Run("n_128-seed_0", data=DataConfig(n=128)),
-    "n_128-seed_1": Run("n_128-seed_1", data=DataConfig(n=128), seed=1),
-    "n_128-seed_2": Run("n_128-seed_2", data=DataConfig(n=128), seed=2),
+    name: Run(name, seed=seed, data=DataConfig(n=n)) for name, (seed, n) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

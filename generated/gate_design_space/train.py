@@ -80,43 +80,32 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: experiment.seed, model.attention.gate,
+# model.attention.gate_position.
+RUN_SETTINGS: dict[str, tuple] = {
+    "vanilla-seed_1337": (1337, "none", "sdpa"),
+    "vanilla-seed_1": (1, "none", "sdpa"),
+    "vanilla-seed_2": (2, "none", "sdpa"),
+    "g1_elementwise-seed_1337": (1337, "elementwise", "sdpa"),
+    "g1_elementwise-seed_1": (1, "elementwise", "sdpa"),
+    "g1_elementwise-seed_2": (2, "elementwise", "sdpa"),
+    "g1_headwise-seed_1337": (1337, "headwise", "sdpa"),
+    "g1_headwise-seed_1": (1, "headwise", "sdpa"),
+    "g1_headwise-seed_2": (2, "headwise", "sdpa"),
+    "g2_value-seed_1337": (1337, "elementwise", "value"),
+    "g2_value-seed_1": (1, "elementwise", "value"),
+    "g2_value-seed_2": (2, "elementwise", "value"),
+}
 RUNS: dict[str, Run] = {
-    "vanilla-seed_1337": Run("vanilla-seed_1337"),
-    "vanilla-seed_1": Run("vanilla-seed_1", seed=1),
-    "vanilla-seed_2": Run("vanilla-seed_2", seed=2),
-    "g1_elementwise-seed_1337": Run(
-        "g1_elementwise-seed_1337", model=ModelConfig(attention_gate="elementwise")
-    ),
-    "g1_elementwise-seed_1": Run(
-        "g1_elementwise-seed_1", model=ModelConfig(attention_gate="elementwise"), seed=1
-    ),
-    "g1_elementwise-seed_2": Run(
-        "g1_elementwise-seed_2", model=ModelConfig(attention_gate="elementwise"), seed=2
-    ),
-    "g1_headwise-seed_1337": Run(
-        "g1_headwise-seed_1337", model=ModelConfig(attention_gate="headwise")
-    ),
-    "g1_headwise-seed_1": Run(
-        "g1_headwise-seed_1", model=ModelConfig(attention_gate="headwise"), seed=1
-    ),
-    "g1_headwise-seed_2": Run(
-        "g1_headwise-seed_2", model=ModelConfig(attention_gate="headwise"), seed=2
-    ),
-    "g2_value-seed_1337": Run(
-        "g2_value-seed_1337",
-        model=ModelConfig(attention_gate="elementwise", attention_gate_position="value"),
-    ),
-    "g2_value-seed_1": Run(
-        "g2_value-seed_1",
-        model=ModelConfig(attention_gate="elementwise", attention_gate_position="value"),
-        seed=1,
-    ),
-    "g2_value-seed_2": Run(
-        "g2_value-seed_2",
-        model=ModelConfig(attention_gate="elementwise", attention_gate_position="value"),
-        seed=2,
-    ),
+    name: Run(
+        name,
+        seed=seed,
+        model=ModelConfig(
+            attention_gate=attention_gate, attention_gate_position=attention_gate_position
+        ),
+    )
+    for name, (seed, attention_gate, attention_gate_position) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

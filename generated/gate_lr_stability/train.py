@@ -82,314 +82,80 @@ class Run:
     target: TargetConfig = field(default_factory=TargetConfig)
 
 
-# The runs of the spec: its variants and sweep points, as changes to the base values.
+# The runs of the spec: its variants and sweep points, one line each with its value of
+# every setting that differs between them: experiment.seed, model.norm_layout,
+# model.attention.gate, train.lr, target.precision.
+RUN_SETTINGS: dict[str, tuple] = {
+    "vanilla-lr_0.003-precision_fp32-seed_7": (7, "pre", "none", 0.003, "fp32"),
+    "vanilla-lr_0.003-precision_fp32-seed_8": (8, "pre", "none", 0.003, "fp32"),
+    "vanilla-lr_0.003-precision_bf16-seed_7": (7, "pre", "none", 0.003, "bf16"),
+    "vanilla-lr_0.003-precision_bf16-seed_8": (8, "pre", "none", 0.003, "bf16"),
+    "vanilla-lr_0.01-precision_fp32-seed_7": (7, "pre", "none", 0.01, "fp32"),
+    "vanilla-lr_0.01-precision_fp32-seed_8": (8, "pre", "none", 0.01, "fp32"),
+    "vanilla-lr_0.01-precision_bf16-seed_7": (7, "pre", "none", 0.01, "bf16"),
+    "vanilla-lr_0.01-precision_bf16-seed_8": (8, "pre", "none", 0.01, "bf16"),
+    "vanilla-lr_0.03-precision_fp32-seed_7": (7, "pre", "none", 0.03, "fp32"),
+    "vanilla-lr_0.03-precision_fp32-seed_8": (8, "pre", "none", 0.03, "fp32"),
+    "vanilla-lr_0.03-precision_bf16-seed_7": (7, "pre", "none", 0.03, "bf16"),
+    "vanilla-lr_0.03-precision_bf16-seed_8": (8, "pre", "none", 0.03, "bf16"),
+    "vanilla-lr_0.1-precision_fp32-seed_7": (7, "pre", "none", 0.1, "fp32"),
+    "vanilla-lr_0.1-precision_fp32-seed_8": (8, "pre", "none", 0.1, "fp32"),
+    "vanilla-lr_0.1-precision_bf16-seed_7": (7, "pre", "none", 0.1, "bf16"),
+    "vanilla-lr_0.1-precision_bf16-seed_8": (8, "pre", "none", 0.1, "bf16"),
+    "vanilla-lr_0.3-precision_fp32-seed_7": (7, "pre", "none", 0.3, "fp32"),
+    "vanilla-lr_0.3-precision_fp32-seed_8": (8, "pre", "none", 0.3, "fp32"),
+    "vanilla-lr_0.3-precision_bf16-seed_7": (7, "pre", "none", 0.3, "bf16"),
+    "vanilla-lr_0.3-precision_bf16-seed_8": (8, "pre", "none", 0.3, "bf16"),
+    "vanilla_sandwich-lr_0.003-precision_fp32-seed_7": (7, "sandwich", "none", 0.003, "fp32"),
+    "vanilla_sandwich-lr_0.003-precision_fp32-seed_8": (8, "sandwich", "none", 0.003, "fp32"),
+    "vanilla_sandwich-lr_0.003-precision_bf16-seed_7": (7, "sandwich", "none", 0.003, "bf16"),
+    "vanilla_sandwich-lr_0.003-precision_bf16-seed_8": (8, "sandwich", "none", 0.003, "bf16"),
+    "vanilla_sandwich-lr_0.01-precision_fp32-seed_7": (7, "sandwich", "none", 0.01, "fp32"),
+    "vanilla_sandwich-lr_0.01-precision_fp32-seed_8": (8, "sandwich", "none", 0.01, "fp32"),
+    "vanilla_sandwich-lr_0.01-precision_bf16-seed_7": (7, "sandwich", "none", 0.01, "bf16"),
+    "vanilla_sandwich-lr_0.01-precision_bf16-seed_8": (8, "sandwich", "none", 0.01, "bf16"),
+    "vanilla_sandwich-lr_0.03-precision_fp32-seed_7": (7, "sandwich", "none", 0.03, "fp32"),
+    "vanilla_sandwich-lr_0.03-precision_fp32-seed_8": (8, "sandwich", "none", 0.03, "fp32"),
+    "vanilla_sandwich-lr_0.03-precision_bf16-seed_7": (7, "sandwich", "none", 0.03, "bf16"),
+    "vanilla_sandwich-lr_0.03-precision_bf16-seed_8": (8, "sandwich", "none", 0.03, "bf16"),
+    "vanilla_sandwich-lr_0.1-precision_fp32-seed_7": (7, "sandwich", "none", 0.1, "fp32"),
+    "vanilla_sandwich-lr_0.1-precision_fp32-seed_8": (8, "sandwich", "none", 0.1, "fp32"),
+    "vanilla_sandwich-lr_0.1-precision_bf16-seed_7": (7, "sandwich", "none", 0.1, "bf16"),
+    "vanilla_sandwich-lr_0.1-precision_bf16-seed_8": (8, "sandwich", "none", 0.1, "bf16"),
+    "vanilla_sandwich-lr_0.3-precision_fp32-seed_7": (7, "sandwich", "none", 0.3, "fp32"),
+    "vanilla_sandwich-lr_0.3-precision_fp32-seed_8": (8, "sandwich", "none", 0.3, "fp32"),
+    "vanilla_sandwich-lr_0.3-precision_bf16-seed_7": (7, "sandwich", "none", 0.3, "bf16"),
+    "vanilla_sandwich-lr_0.3-precision_bf16-seed_8": (8, "sandwich", "none", 0.3, "bf16"),
+    "gated-lr_0.003-precision_fp32-seed_7": (7, "pre", "elementwise", 0.003, "fp32"),
+    "gated-lr_0.003-precision_fp32-seed_8": (8, "pre", "elementwise", 0.003, "fp32"),
+    "gated-lr_0.003-precision_bf16-seed_7": (7, "pre", "elementwise", 0.003, "bf16"),
+    "gated-lr_0.003-precision_bf16-seed_8": (8, "pre", "elementwise", 0.003, "bf16"),
+    "gated-lr_0.01-precision_fp32-seed_7": (7, "pre", "elementwise", 0.01, "fp32"),
+    "gated-lr_0.01-precision_fp32-seed_8": (8, "pre", "elementwise", 0.01, "fp32"),
+    "gated-lr_0.01-precision_bf16-seed_7": (7, "pre", "elementwise", 0.01, "bf16"),
+    "gated-lr_0.01-precision_bf16-seed_8": (8, "pre", "elementwise", 0.01, "bf16"),
+    "gated-lr_0.03-precision_fp32-seed_7": (7, "pre", "elementwise", 0.03, "fp32"),
+    "gated-lr_0.03-precision_fp32-seed_8": (8, "pre", "elementwise", 0.03, "fp32"),
+    "gated-lr_0.03-precision_bf16-seed_7": (7, "pre", "elementwise", 0.03, "bf16"),
+    "gated-lr_0.03-precision_bf16-seed_8": (8, "pre", "elementwise", 0.03, "bf16"),
+    "gated-lr_0.1-precision_fp32-seed_7": (7, "pre", "elementwise", 0.1, "fp32"),
+    "gated-lr_0.1-precision_fp32-seed_8": (8, "pre", "elementwise", 0.1, "fp32"),
+    "gated-lr_0.1-precision_bf16-seed_7": (7, "pre", "elementwise", 0.1, "bf16"),
+    "gated-lr_0.1-precision_bf16-seed_8": (8, "pre", "elementwise", 0.1, "bf16"),
+    "gated-lr_0.3-precision_fp32-seed_7": (7, "pre", "elementwise", 0.3, "fp32"),
+    "gated-lr_0.3-precision_fp32-seed_8": (8, "pre", "elementwise", 0.3, "fp32"),
+    "gated-lr_0.3-precision_bf16-seed_7": (7, "pre", "elementwise", 0.3, "bf16"),
+    "gated-lr_0.3-precision_bf16-seed_8": (8, "pre", "elementwise", 0.3, "bf16"),
+}
 RUNS: dict[str, Run] = {
-    "vanilla-lr_0.003-precision_fp32-seed_7": Run(
-        "vanilla-lr_0.003-precision_fp32-seed_7", train=TrainConfig(lr=0.003)
-    ),
-    "vanilla-lr_0.003-precision_fp32-seed_8": Run(
-        "vanilla-lr_0.003-precision_fp32-seed_8", seed=8, train=TrainConfig(lr=0.003)
-    ),
-    "vanilla-lr_0.003-precision_bf16-seed_7": Run(
-        "vanilla-lr_0.003-precision_bf16-seed_7",
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla-lr_0.003-precision_bf16-seed_8": Run(
-        "vanilla-lr_0.003-precision_bf16-seed_8",
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla-lr_0.01-precision_fp32-seed_7": Run(
-        "vanilla-lr_0.01-precision_fp32-seed_7", train=TrainConfig(lr=0.01)
-    ),
-    "vanilla-lr_0.01-precision_fp32-seed_8": Run(
-        "vanilla-lr_0.01-precision_fp32-seed_8", seed=8, train=TrainConfig(lr=0.01)
-    ),
-    "vanilla-lr_0.01-precision_bf16-seed_7": Run(
-        "vanilla-lr_0.01-precision_bf16-seed_7",
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla-lr_0.01-precision_bf16-seed_8": Run(
-        "vanilla-lr_0.01-precision_bf16-seed_8",
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla-lr_0.03-precision_fp32-seed_7": Run("vanilla-lr_0.03-precision_fp32-seed_7"),
-    "vanilla-lr_0.03-precision_fp32-seed_8": Run("vanilla-lr_0.03-precision_fp32-seed_8", seed=8),
-    "vanilla-lr_0.03-precision_bf16-seed_7": Run(
-        "vanilla-lr_0.03-precision_bf16-seed_7", target=TargetConfig(precision="bf16")
-    ),
-    "vanilla-lr_0.03-precision_bf16-seed_8": Run(
-        "vanilla-lr_0.03-precision_bf16-seed_8", seed=8, target=TargetConfig(precision="bf16")
-    ),
-    "vanilla-lr_0.1-precision_fp32-seed_7": Run(
-        "vanilla-lr_0.1-precision_fp32-seed_7", train=TrainConfig(lr=0.1)
-    ),
-    "vanilla-lr_0.1-precision_fp32-seed_8": Run(
-        "vanilla-lr_0.1-precision_fp32-seed_8", seed=8, train=TrainConfig(lr=0.1)
-    ),
-    "vanilla-lr_0.1-precision_bf16-seed_7": Run(
-        "vanilla-lr_0.1-precision_bf16-seed_7",
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla-lr_0.1-precision_bf16-seed_8": Run(
-        "vanilla-lr_0.1-precision_bf16-seed_8",
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla-lr_0.3-precision_fp32-seed_7": Run(
-        "vanilla-lr_0.3-precision_fp32-seed_7", train=TrainConfig(lr=0.3)
-    ),
-    "vanilla-lr_0.3-precision_fp32-seed_8": Run(
-        "vanilla-lr_0.3-precision_fp32-seed_8", seed=8, train=TrainConfig(lr=0.3)
-    ),
-    "vanilla-lr_0.3-precision_bf16-seed_7": Run(
-        "vanilla-lr_0.3-precision_bf16-seed_7",
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "vanilla-lr_0.3-precision_bf16-seed_8": Run(
-        "vanilla-lr_0.3-precision_bf16-seed_8",
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "vanilla_sandwich-lr_0.003-precision_fp32-seed_7": Run(
-        "vanilla_sandwich-lr_0.003-precision_fp32-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla_sandwich-lr_0.003-precision_fp32-seed_8": Run(
-        "vanilla_sandwich-lr_0.003-precision_fp32-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla_sandwich-lr_0.003-precision_bf16-seed_7": Run(
-        "vanilla_sandwich-lr_0.003-precision_bf16-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla_sandwich-lr_0.003-precision_bf16-seed_8": Run(
-        "vanilla_sandwich-lr_0.003-precision_bf16-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "vanilla_sandwich-lr_0.01-precision_fp32-seed_7": Run(
-        "vanilla_sandwich-lr_0.01-precision_fp32-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla_sandwich-lr_0.01-precision_fp32-seed_8": Run(
-        "vanilla_sandwich-lr_0.01-precision_fp32-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla_sandwich-lr_0.01-precision_bf16-seed_7": Run(
-        "vanilla_sandwich-lr_0.01-precision_bf16-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla_sandwich-lr_0.01-precision_bf16-seed_8": Run(
-        "vanilla_sandwich-lr_0.01-precision_bf16-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "vanilla_sandwich-lr_0.03-precision_fp32-seed_7": Run(
-        "vanilla_sandwich-lr_0.03-precision_fp32-seed_7", model=ModelConfig(norm_layout="sandwich")
-    ),
-    "vanilla_sandwich-lr_0.03-precision_fp32-seed_8": Run(
-        "vanilla_sandwich-lr_0.03-precision_fp32-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-    ),
-    "vanilla_sandwich-lr_0.03-precision_bf16-seed_7": Run(
-        "vanilla_sandwich-lr_0.03-precision_bf16-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        target=TargetConfig(precision="bf16"),
-    ),
-    "vanilla_sandwich-lr_0.03-precision_bf16-seed_8": Run(
-        "vanilla_sandwich-lr_0.03-precision_bf16-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-    ),
-    "vanilla_sandwich-lr_0.1-precision_fp32-seed_7": Run(
-        "vanilla_sandwich-lr_0.1-precision_fp32-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla_sandwich-lr_0.1-precision_fp32-seed_8": Run(
-        "vanilla_sandwich-lr_0.1-precision_fp32-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla_sandwich-lr_0.1-precision_bf16-seed_7": Run(
-        "vanilla_sandwich-lr_0.1-precision_bf16-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla_sandwich-lr_0.1-precision_bf16-seed_8": Run(
-        "vanilla_sandwich-lr_0.1-precision_bf16-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "vanilla_sandwich-lr_0.3-precision_fp32-seed_7": Run(
-        "vanilla_sandwich-lr_0.3-precision_fp32-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "vanilla_sandwich-lr_0.3-precision_fp32-seed_8": Run(
-        "vanilla_sandwich-lr_0.3-precision_fp32-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        train=TrainConfig(lr=0.3),
-    ),
-    "vanilla_sandwich-lr_0.3-precision_bf16-seed_7": Run(
-        "vanilla_sandwich-lr_0.3-precision_bf16-seed_7",
-        model=ModelConfig(norm_layout="sandwich"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "vanilla_sandwich-lr_0.3-precision_bf16-seed_8": Run(
-        "vanilla_sandwich-lr_0.3-precision_bf16-seed_8",
-        model=ModelConfig(norm_layout="sandwich"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "gated-lr_0.003-precision_fp32-seed_7": Run(
-        "gated-lr_0.003-precision_fp32-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "gated-lr_0.003-precision_fp32-seed_8": Run(
-        "gated-lr_0.003-precision_fp32-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        train=TrainConfig(lr=0.003),
-    ),
-    "gated-lr_0.003-precision_bf16-seed_7": Run(
-        "gated-lr_0.003-precision_bf16-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "gated-lr_0.003-precision_bf16-seed_8": Run(
-        "gated-lr_0.003-precision_bf16-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.003),
-    ),
-    "gated-lr_0.01-precision_fp32-seed_7": Run(
-        "gated-lr_0.01-precision_fp32-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "gated-lr_0.01-precision_fp32-seed_8": Run(
-        "gated-lr_0.01-precision_fp32-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        train=TrainConfig(lr=0.01),
-    ),
-    "gated-lr_0.01-precision_bf16-seed_7": Run(
-        "gated-lr_0.01-precision_bf16-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "gated-lr_0.01-precision_bf16-seed_8": Run(
-        "gated-lr_0.01-precision_bf16-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.01),
-    ),
-    "gated-lr_0.03-precision_fp32-seed_7": Run(
-        "gated-lr_0.03-precision_fp32-seed_7", model=ModelConfig(attention_gate="elementwise")
-    ),
-    "gated-lr_0.03-precision_fp32-seed_8": Run(
-        "gated-lr_0.03-precision_fp32-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-    ),
-    "gated-lr_0.03-precision_bf16-seed_7": Run(
-        "gated-lr_0.03-precision_bf16-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        target=TargetConfig(precision="bf16"),
-    ),
-    "gated-lr_0.03-precision_bf16-seed_8": Run(
-        "gated-lr_0.03-precision_bf16-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-    ),
-    "gated-lr_0.1-precision_fp32-seed_7": Run(
-        "gated-lr_0.1-precision_fp32-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "gated-lr_0.1-precision_fp32-seed_8": Run(
-        "gated-lr_0.1-precision_fp32-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        train=TrainConfig(lr=0.1),
-    ),
-    "gated-lr_0.1-precision_bf16-seed_7": Run(
-        "gated-lr_0.1-precision_bf16-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "gated-lr_0.1-precision_bf16-seed_8": Run(
-        "gated-lr_0.1-precision_bf16-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.1),
-    ),
-    "gated-lr_0.3-precision_fp32-seed_7": Run(
-        "gated-lr_0.3-precision_fp32-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "gated-lr_0.3-precision_fp32-seed_8": Run(
-        "gated-lr_0.3-precision_fp32-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        train=TrainConfig(lr=0.3),
-    ),
-    "gated-lr_0.3-precision_bf16-seed_7": Run(
-        "gated-lr_0.3-precision_bf16-seed_7",
-        model=ModelConfig(attention_gate="elementwise"),
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
-    "gated-lr_0.3-precision_bf16-seed_8": Run(
-        "gated-lr_0.3-precision_bf16-seed_8",
-        model=ModelConfig(attention_gate="elementwise"),
-        seed=8,
-        target=TargetConfig(precision="bf16"),
-        train=TrainConfig(lr=0.3),
-    ),
+    name: Run(
+        name,
+        seed=seed,
+        model=ModelConfig(norm_layout=norm_layout, attention_gate=attention_gate),
+        target=TargetConfig(precision=precision),
+        train=TrainConfig(lr=lr),
+    )
+    for name, (seed, norm_layout, attention_gate, lr, precision) in RUN_SETTINGS.items()
 }
 
 # Profiles: overrides chosen at run time (`--profile NAME`, `--smoke`).

@@ -282,7 +282,7 @@ class CRLTraining(runtime.Training):
     metrics = METRICS
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
-        self.run, self.out_dir, self.target = run, out_dir, target
+        super().__init__(run, out_dir, target)
         self.env = make_env(run.data, run.data.num_envs, run.seed, target)
         # Evaluation always faces the same starts and goals (reseeded at every evaluation).
         self.eval_env = make_env(run.data, run.data.eval_envs, run.seed + 1, target)

@@ -288,7 +288,7 @@ class DiffusionTraining(runtime.Training):
     metrics = METRICS
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
-        self.run, self.out_dir, self.target = run, out_dir, target
+        super().__init__(run, out_dir, target)
         self.data = load_data(run.data)
         self.schedule = noise_schedule(run.objective)
         self.reference = diffusion.QualityReference(self.data.held_out)

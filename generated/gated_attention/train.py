@@ -232,7 +232,7 @@ class NextTokenTraining(runtime.Training):
     metrics = METRICS
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
-        self.run, self.out_dir, self.target = run, out_dir, target
+        super().__init__(run, out_dir, target)
         self.train_tokens, self.val_tokens = load_data(run.data)
         self.model = Transformer(run.model).to(target)
         self.optimizer = make_optimizer(self.model, run.train)

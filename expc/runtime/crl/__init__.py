@@ -4,6 +4,7 @@ CRL critic/actor/temperature losses. Generated code for `specs/crl_depth.exp` im
 """
 
 from expc.runtime.crl.buffer import CRLBatch, TrajectoryBuffer
+from expc.runtime.crl.ensemble import ensemble_update
 from expc.runtime.crl.envs import (
     BIG_MAZE,
     GOAL_SLICE,
@@ -28,6 +29,7 @@ from expc.runtime.crl.losses import (
 )
 
 __all__ = [
+    "ensemble_update",
     "BIG_MAZE",
     "GOAL_SLICE",
     "LAYOUTS",

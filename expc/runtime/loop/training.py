@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -93,6 +94,13 @@ class Training:
     clip: float = 0.0
     world: World | None = None
     spikes: SpikeCounter | None = None  # counts loss spikes when the spec asks
+
+    def __init__(
+        self, run: Any, out_dir: Path, target: torch.device, world: World | None = None
+    ) -> None:
+        """The run's config, its folder, its device and (under DDP) its process group; a
+        subclass builds the rest after this."""
+        self.run, self.out_dir, self.target, self.world = run, Path(out_dir), target, world
 
     @property
     def trained(self) -> torch.nn.Module:

@@ -13,13 +13,14 @@ from pathlib import Path
 from expc.runtime.distributed import exit_process
 from expc.runtime.errors import RunError
 from expc.runtime.loader import load_train_module, run_from_dict
+from expc.runtime.seeding import resolve_threads
 
 
 def main(argv: list[str] | None = None) -> int:
     package_dir, launch_file = (argv if argv is not None else sys.argv[1:])[:2]
     launch = json.loads(Path(launch_file).read_text())
     module = load_train_module(Path(package_dir))
-    run = run_from_dict(module, launch["run"])
+    run = resolve_threads(run_from_dict(module, launch["run"]))  # threads per rank
     try:
         module.train(
             run, Path(launch["out_dir"]), None, device=launch["device"], resume=launch["resume"]

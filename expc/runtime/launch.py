@@ -12,6 +12,7 @@ from typing import Any
 from expc.runtime.distributed import exit_process, joined
 from expc.runtime.errors import RunError
 from expc.runtime.progress import Progress, progress_bar
+from expc.runtime.seeding import resolve_threads
 
 TrainFn = Callable[..., dict[str, float]]
 
@@ -90,7 +91,9 @@ def main(
                 raise typer.BadParameter(f"unknown run {name!r}; known: {', '.join(runs)}")
         try:
             for name in names:
-                config = apply_overrides(runs[name], overrides)
+                # Its threads resolved as `expc run` resolves them (0: the default), so
+                # config.json records the count it trains with.
+                config = resolve_threads(apply_overrides(runs[name], overrides))
                 with progress_bar() as bar:
                     task = Progress(
                         bar, name, getattr(config.train, "total_steps", config.train.steps)

@@ -1,19 +1,25 @@
-"""Where a sweep's runs execute, beyond the local runner: a Ray cluster (`ray_launcher`) or
-SLURM through submitit (`slurm_launcher`).
+"""Where a spec's runs execute: every placement is a launcher, and none changes a number.
 
-Every launcher takes the same jobs (expc.runtime.worker: a `RunJob`, or an `EnsembleJob`
-whose members train together) the local runner trains and hands back one `JobResult` per
-run; the runner keeps everything else (which runs are skipped or resumed, the failures it
-reports, the report). A launcher only decides where `worker.execute_job(job)` is called,
-so it never changes a run's numbers.
+A launcher receives the jobs the runner built (expc.runtime.worker: a `RunJob`, or an
+`EnsembleJob` whose members train together) and a `Placement` (where to print, the launch
+settings), and yields one `JobResult` per run as each ends; it never resolves, compiles or
+reads the spec, and the runner keeps everything else (which runs are skipped or resumed,
+the failures it reports, tracking, the report). Five implement it: in this process
+(`in_process`), `--jobs` child processes (`processes`), torchrun for `strategy = ddp`
+(`torchrun`), Ray tasks (`ray_launcher`) and a SLURM job array (`slurm_launcher`). Each
+only decides where `worker.execute_job(job)` (or torchrun over it) is called: what a run
+needs to train the same way, its threads and devices and seeds, is in its resolved config,
+and a launcher requests the CPUs that config uses (threads x ranks) rather than choosing
+the threads from what it reserved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,7 +35,9 @@ class LaunchSettings:
     """The spec's `launch` block with the command line's flags on top (flags win)."""
 
     launcher: LauncherKind = "local"
-    cpus: int | None = None  # per run; Ray: num_cpus, SLURM: cpus_per_task
+    # CPUs reserved per run (Ray: num_cpus, SLURM: cpus_per_task); default: what the run
+    # uses, its threads x ranks. Never a run's threads: those are its config's.
+    cpus: int | None = None
     gpus: int | None = None  # per run; default: the spec's target devices on cuda, else 0
     retries: int = 0  # a run whose worker died is started again (with --resume) this often
     # Ray
@@ -59,6 +67,62 @@ class LaunchSettings:
         return devices if device == "cuda" else 0
 
 
+@dataclass
+class Placement:
+    """What a launcher is given besides its jobs: where to print, the launch settings, the
+    spec's target block (device, devices, strategy) and, for DDP across machines, this
+    node's part (`--nnodes ...`)."""
+
+    console: Console
+    experiment_dir: Path
+    settings: LaunchSettings
+    target: Any
+    nodes: tuple[int, int, str, int] | None = None
+    warned: set[str] = field(default_factory=set)  # the command's warnings, each shown once
+
+    def cpus_for(self, job: Job) -> int:
+        """The CPUs to reserve for a job: `--cpus`, else what it uses."""
+        return self.settings.cpus or job.cpus
+
+    @property
+    def gpus(self) -> int:
+        devices = self.target.devices if self.target.strategy == "ddp" else 1
+        return self.settings.gpus_for(self.target.device, devices)
+
+    def warn_once(self, text: str) -> None:
+        if text not in self.warned:
+            self.warned.add(text)
+            self.console.print(f"[yellow]warning[/]: {text}")
+
+    def check_cpus(self, jobs: Sequence[Job]) -> None:
+        """Warn (once) where `--cpus` reserves fewer CPUs than a run uses."""
+        used = max((job.cpus for job in jobs), default=1)
+        if self.settings.cpus is not None and self.settings.cpus < used:
+            self.warn_once(
+                f"--cpus {self.settings.cpus} reserves fewer CPUs than a run uses ({used}: "
+                "its target.threads on each rank); its threads stay as its config says"
+            )
+
+    def check_threads(self, threads: int, what: str) -> None:
+        """Warn (once) where `what` trains with more threads at a time than this machine
+        has CPUs. The threads are never lowered to fit: they are part of each run's config,
+        and fewer would change its numbers."""
+        available = os.cpu_count() or 1
+        if threads > available:
+            self.warn_once(
+                f"{what}: {threads} threads on {available} CPUs, so they slow each other "
+                "down; each run keeps the threads its config names (target.threads): set "
+                "them lower, or run fewer at a time"
+            )
+
+
+class Launcher(Protocol):
+    """Where jobs execute: one JobResult per run (in `runs_of(job)` order within a job), as
+    each ends; the launcher prints each run's end, the runner records it."""
+
+    def launch(self, jobs: Sequence[Job], place: Placement) -> Iterable[JobResult]: ...
+
+
 def show_result(bar: Any, task: Any, job: RunJob, result: JobResult) -> None:
     """A run's end on the progress display: its last metrics, or why it failed."""
     from expc.runtime.worker import summary
@@ -82,36 +146,53 @@ def settings_for(block: ir.Node | None, flags: dict[str, Any]) -> LaunchSettings
     return settings.updated(**flags)
 
 
-def launch(
-    jobs: list[Job],
-    settings: LaunchSettings,
-    target: Any,
-    experiment_dir: Path,
-    console: Console,
-) -> Iterator[JobResult]:
-    """The jobs' results, as each arrives, from the launcher the settings name (Ray or
-    SLURM); `target` is the spec's target block (devices, strategy)."""
-    devices = target.devices if target.strategy == "ddp" else 1
-    gpus = settings.gpus_for(target.device, devices)
-    # A run uses the CPUs reserved for it: torch threads = CPUs (a DDP run splits them).
-    settings = settings.updated(cpus=settings.cpus or devices)
-    from expc.runtime.worker import with_threads
+def choose(settings: LaunchSettings, target: Any, jobs: int, units: int) -> Launcher:
+    """The launcher for these settings: Ray or SLURM when named; locally, torchrun for a DDP
+    spec, `--jobs` child processes for more than one unit of placement, else this process."""
+    from expc.runtime.errors import RunError
 
-    jobs = [with_threads(job, settings.cpus) for job in jobs]
+    if settings.launcher != "local" and jobs > 1:
+        raise RunError(
+            f"--jobs runs local processes; with the {settings.launcher} launcher, each run is "
+            "placed by it (set CPUs per run with --cpus)"
+        )
     if settings.launcher == "ray":
-        from expc.launchers import ray_launcher
+        from expc.launchers.ray_launcher import RayLauncher
 
-        if settings.dry_run:
-            console.print(
-                f"# would run {len(jobs)} Ray tasks at {settings.address or 'a local Ray'}, "
-                f"each with num_cpus={settings.cpus}, num_gpus={gpus}: "
-                + ", ".join(job.name for job in jobs)
-            )
-            return iter(())
-        return ray_launcher.run(jobs, settings, console, gpus=gpus)
-    from expc.launchers import slurm_launcher
+        return RayLauncher()
+    if settings.launcher == "slurm":
+        from expc.launchers.slurm_launcher import SlurmLauncher
 
-    return slurm_launcher.run(jobs, settings, console, experiment_dir, gpus=gpus)
+        return SlurmLauncher()
+    if target.strategy == "ddp":
+        from expc.launchers.torchrun import TorchrunLauncher
+
+        return TorchrunLauncher()
+    if jobs > 1 and units > 1:
+        from expc.launchers.processes import ProcessesLauncher
+
+        return ProcessesLauncher(jobs)
+    from expc.launchers.in_process import InProcessLauncher
+
+    return InProcessLauncher()
+
+
+def dry_run_here(jobs: Sequence[Job], place: Placement) -> Iterable[JobResult]:
+    """What a local launcher's `--dry-run` prints: the runs it would train; no result."""
+    from expc.runtime.worker import runs_of
+
+    names = [run.name for job in jobs for run in runs_of(job)]
+    place.console.print(f"# would train {len(names)} runs here: " + ", ".join(names))
+    return iter(())
+
+
+def note_local_cpus(place: Placement) -> None:
+    """`--cpus` on this machine: it reserves nothing here, and never sets a run's threads."""
+    if place.settings.cpus is not None:
+        place.warn_once(
+            f"--cpus {place.settings.cpus} reserves CPUs for Ray and SLURM; here each run "
+            "trains with its target.threads (`--set target.threads=N` changes them)"
+        )
 
 
 def shutdown() -> None:

@@ -20,13 +20,13 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings, show_result
+from expc.launchers import LaunchSettings, Placement, show_result
 from expc.runtime.errors import RunError
 from expc.runtime.worker import Job, JobResult, execute_job, log_failure, resumed, runs_of
 
@@ -90,9 +90,33 @@ def _task(job: Job, board: Any) -> list[JobResult]:
     return results
 
 
-def connect(settings: LaunchSettings, console: Console) -> bool:
-    """Join the cluster at settings.address, or start a local Ray; True when this command
-    started it (and so shuts it down)."""
+class RayLauncher:
+    """Each job a Ray task reserving the CPUs its run uses (`--cpus` to reserve others)."""
+
+    def launch(self, jobs: Sequence[Job], place: Placement) -> Iterable[JobResult]:
+        settings, gpus = place.settings, place.gpus
+        place.check_cpus(jobs)
+        if settings.dry_run:
+            place.console.print(
+                f"# would run {len(jobs)} Ray tasks at {settings.address or 'a local Ray'}, "
+                f"each with num_cpus={_per_run(jobs, place)}, num_gpus={gpus}: "
+                + ", ".join(job.name for job in jobs)
+            )
+            return iter(())
+        return run(list(jobs), place, gpus=gpus)
+
+
+def _per_run(jobs: Sequence[Job], place: Placement) -> str:
+    """The CPUs each task reserves, as one figure ("1") or a range ("1-4")."""
+    counts = [place.cpus_for(job) for job in jobs] or [place.settings.cpus or 1]
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def connect(settings: LaunchSettings, console: Console, cpus: int = 1) -> bool:
+    """Join the cluster at settings.address, or start a local Ray (with at least `cpus`
+    CPUs, what the largest task reserves, so that no task waits forever for a machine
+    that is not there); True when this command started it (and so shuts it down)."""
     ray = _ray()
     if ray.is_initialized():
         return False
@@ -102,7 +126,7 @@ def connect(settings: LaunchSettings, console: Console) -> bool:
         "configure_logging": False,
     }
     if settings.address is None:
-        options["num_cpus"] = os.cpu_count() or 1
+        options["num_cpus"] = max(os.cpu_count() or 1, cpus)
         with console.status("starting a local Ray"):
             ray.init(**options)
         return True
@@ -140,20 +164,26 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-def run(
-    jobs: list[Job], settings: LaunchSettings, console: Console, gpus: int = 0
-) -> Iterable[JobResult]:
+def run(jobs: list[Job], place: Placement, gpus: int = 0) -> Iterable[JobResult]:
     """Run the jobs as Ray tasks; yields each result as it arrives. The local Ray this
     starts stays up for the command's other specs (see shutdown)."""
     global _STARTED_HERE
+    settings, console = place.settings, place.console
     ray = _ray(local=settings.address is None)
-    _STARTED_HERE = connect(settings, console) or _STARTED_HERE
+    largest = max((place.cpus_for(job) for job in jobs), default=1)
+    if settings.address is None:
+        place.check_threads(largest, "a Ray task")
+    _STARTED_HERE = connect(settings, console, largest) or _STARTED_HERE
     board = ray.remote(num_cpus=0)(_Board).remote()
-    task = ray.remote(_task).options(
-        num_cpus=settings.cpus or 1,
-        num_gpus=gpus,
-        max_retries=0,  # retries are ours: a retry must resume, not start over
-    )
+    task = ray.remote(_task)
+
+    def submit(job: Job) -> Any:
+        return task.options(
+            num_cpus=place.cpus_for(job),
+            num_gpus=gpus,
+            max_retries=0,  # retries are ours: a retry must resume, not start over
+        ).remote(job, board)
+
     resources = ray.cluster_resources()
     count = sum(len(runs_of(job)) for job in jobs)
     runs = f"{count} run{'s' if count != 1 else ''}"
@@ -161,10 +191,10 @@ def run(
         runs += f" as {len(jobs)} tasks"
     console.print(
         f"running {runs} on Ray ({int(resources.get('CPU', 0))} CPUs, "
-        f"{int(resources.get('GPU', 0))} GPUs; {settings.cpus or 1} CPU(s) per run)"
+        f"{int(resources.get('GPU', 0))} GPUs; {_per_run(jobs, place)} CPU(s) per run)"
     )
-    pending = {task.remote(job, board): job for job in jobs}
-    yield from _gather(ray, pending, lambda job: task.remote(job, board), board, settings)
+    pending = {submit(job): job for job in jobs}
+    yield from _gather(ray, pending, submit, board, settings)
 
 
 def _gather(

@@ -17,13 +17,13 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings, show_result
+from expc.launchers import LaunchSettings, Placement, show_result
 from expc.runtime.errors import RunError
 from expc.runtime.worker import Job, JobResult, execute_job, runs_of
 
@@ -39,8 +39,9 @@ def _submitit() -> Any:
 
 
 def parameters(settings: LaunchSettings, jobs: list[Job], gpus: int) -> dict[str, Any]:
-    """submitit's executor parameters (its portable names, and slurm_* for sbatch)."""
-    cpus = settings.cpus or max(1, max((job.devices for job in jobs), default=1))
+    """submitit's executor parameters (its portable names, and slurm_* for sbatch). Each
+    array element reserves `--cpus`, else what the largest run uses (threads x ranks)."""
+    cpus = settings.cpus or max((job.cpus for job in jobs), default=1)
     chosen: dict[str, Any] = {
         "name": "expc",
         "timeout_min": settings.time,
@@ -84,6 +85,14 @@ def sbatch_script(settings: LaunchSettings, jobs: list[Job], folder: Path, gpus:
         [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
     )
     return _make_sbatch_string(command=command, folder=folder, map_count=len(jobs), **renamed)
+
+
+class SlurmLauncher:
+    """The jobs as one job array, each element reserving the CPUs its run uses."""
+
+    def launch(self, jobs: Sequence[Job], place: Placement) -> Iterable[JobResult]:
+        place.check_cpus(jobs)
+        return run(list(jobs), place.settings, place.console, place.experiment_dir, place.gpus)
 
 
 def _progress(run_dir: Path) -> tuple[int, float | None]:

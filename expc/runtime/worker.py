@@ -1,9 +1,11 @@
-"""One run as a unit of work that any process can execute: the local runner, a Ray worker
-or a SLURM job all call `execute(job)`, so a run trains the same way, and writes the same
-run folder, whichever launcher placed it.
+"""One run as a unit of work that any process can execute: the local runner, a `--jobs`
+child process (`python -m expc.runtime.worker`), a Ray worker or a SLURM job all call
+`execute(job)`, so a run trains the same way, and writes the same run folder, whichever
+launcher placed it.
 
 A `RunJob` is plain data (picklable, JSON-able): the generated package's folder, the run's
-config as `dataclasses.asdict` gives it, the run folder, and how to start. An
+config as `dataclasses.asdict` gives it (its `target.threads` resolved: the threads it
+trains with, in whichever process), the run folder, and how to start. An
 `EnsembleJob` holds several RunJobs that `target { ensemble }` trains together in one
 process (one vectorized step); it is placed as one unit and gives back one JobResult per
 member, so a launcher treats a member as any other run. A worker that
@@ -19,12 +21,13 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
 from expc.runtime.errors import RunError
+from expc.runtime.seeding import run_threads, use_threads
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,25 @@ class RunJob:
 
     name: str
     package_dir: str  # the generated package (absolute)
-    run: dict[str, Any]  # dataclasses.asdict(Run)
+    run: dict[str, Any]  # dataclasses.asdict(Run), its target.threads resolved
     run_dir: str  # absolute
     device: str | None = None
     resume: bool = False
     steps: int = 0  # for progress displays
     devices: int = 1  # DDP: processes per node (torchrun), 1: a plain run
-    threads: int = 0  # torch threads in this run; 0: leave the process's setting
+    ddp: bool = False  # `strategy = ddp`: trained through torchrun, even on one device
     cwd: str = field(default_factory=os.getcwd)  # relative spec paths (corpora) resolve here
+
+    @property
+    def threads(self) -> int:
+        """The torch threads the run trains with (per rank under DDP): its config's."""
+        target = self.run.get("target")
+        return run_threads(target.get("threads", 0) if isinstance(target, dict) else 0)
+
+    @property
+    def cpus(self) -> int:
+        """The CPUs the run uses: its threads on each of its ranks."""
+        return self.threads * self.devices
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,9 @@ class EnsembleJob:
     def threads(self) -> int:
         return self.members[0].threads
 
-    def with_threads(self, threads: int) -> EnsembleJob:
-        return EnsembleJob(tuple(replace(job, threads=threads) for job in self.members))
+    @property
+    def cpus(self) -> int:
+        return self.threads
 
     def resumed(self) -> EnsembleJob:
         return EnsembleJob(tuple(replace(job, resume=True) for job in self.members))
@@ -82,10 +97,16 @@ def resumed(job: Job) -> Job:
     return job.resumed() if isinstance(job, EnsembleJob) else replace(job, resume=True)
 
 
-def with_threads(job: Job, threads: int) -> Job:
-    if isinstance(job, EnsembleJob):
-        return job.with_threads(threads)
-    return replace(job, threads=threads) if job.devices == 1 else job
+def job_to_json(job: Job) -> str:
+    """A job as JSON (what a `--jobs` child process reads)."""
+    members = [asdict(run) for run in runs_of(job)]
+    return json.dumps({"ensemble": isinstance(job, EnsembleJob), "runs": members})
+
+
+def job_from_json(text: str) -> Job:
+    data = json.loads(text)
+    runs = tuple(RunJob(**run) for run in data["runs"])
+    return EnsembleJob(runs) if data["ensemble"] else runs[0]
 
 
 @dataclass(frozen=True)
@@ -151,7 +172,7 @@ def execute(job: RunJob, progress: StepSink | None = None) -> JobResult:
     os.chdir(job.cwd)
     try:
         with claim(run_dir):  # one writer per run folder, whichever machine it is on
-            if job.devices > 1:
+            if job.ddp or job.devices > 1:
                 final = _torchrun(job)
             else:
                 final = _train_here(job, progress)
@@ -189,10 +210,7 @@ def execute_ensemble(job: EnsembleJob, progress: dict[str, StepSink]) -> list[Jo
         with ExitStack() as claims:
             for folder in folders:  # one writer per run folder
                 claims.enter_context(claim(folder))
-            if first.threads > 0:
-                import torch
-
-                torch.set_num_threads(first.threads)
+            use_threads(first.threads)
             module = train_module(first.package_dir)
             finals = module.train_ensemble(
                 [run_from_dict(module, member.run) for member in job.members],
@@ -218,10 +236,7 @@ def execute_ensemble(job: EnsembleJob, progress: dict[str, StepSink]) -> list[Jo
 def _train_here(job: RunJob, progress: StepSink | None) -> dict[str, Any]:
     from expc.runtime.loader import run_from_dict
 
-    if job.threads > 0:
-        import torch
-
-        torch.set_num_threads(job.threads)
+    use_threads(job.threads)  # the generated loop sets them too: the run's config says so
     module = train_module(job.package_dir)
     config = run_from_dict(module, job.run)
     return module.train(config, Path(job.run_dir), progress, device=job.device, resume=job.resume)
@@ -246,22 +261,29 @@ def torchrun_command(
     ]
 
 
+def run_torchrun(job: RunJob, nodes: tuple[int, int, str, int] | None = None) -> int:
+    """Train a DDP run through torchrun (this machine's ranks; `nodes`: one node of several),
+    its output in the run's job.log; torchrun's exit code. Each rank trains with the run's
+    threads, so a node uses threads x devices CPUs."""
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    launch_file = run_dir / "launch.json"
+    launch = {"run": job.run, "out_dir": job.run_dir, "device": job.device, "resume": job.resume}
+    launch_file.write_text(json.dumps(launch, indent=2) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads)}
+    command = torchrun_command(job.package_dir, launch_file, job.devices, nodes)
+    with (run_dir / "job.log").open("w") as log:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+
 def _torchrun(job: RunJob) -> dict[str, Any]:
     """A DDP run from inside a worker that reserved its devices: torchrun, one node."""
     from expc.runtime.metrics import read_metrics
 
-    run_dir = Path(job.run_dir)
-    launch_file = run_dir / "launch.json"
-    launch = {"run": job.run, "out_dir": job.run_dir, "device": job.device, "resume": job.resume}
-    launch_file.write_text(json.dumps(launch, indent=2) + "\n")
-    threads = job.threads or max(1, (os.cpu_count() or 1) // job.devices)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = torchrun_command(job.package_dir, launch_file, job.devices, None)
-    with (run_dir / "job.log").open("w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    code = run_torchrun(job)
     if code != 0:
-        raise RunError(f"torchrun exited with {code} (log: {run_dir / 'job.log'})")
-    rows = read_metrics(run_dir)
+        raise RunError(f"torchrun exited with {code} (log: {Path(job.run_dir) / 'job.log'})")
+    rows = read_metrics(Path(job.run_dir))
     return rows[-1] if rows else {}
 
 
@@ -274,3 +296,23 @@ def summary(row: dict[str, Any] | None) -> str:
         for k, v in row.items()
         if k not in ("tokens", "lr") and isinstance(v, int | float) and not isinstance(v, bool)
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m expc.runtime.worker JOB_JSON RESULTS_JSON`: train one job (what a `--jobs`
+    child process does), each run's end on stdout, the JobResults in RESULTS_JSON; exit 1
+    when a run failed."""
+    job_file, results_file = (argv if argv is not None else sys.argv[1:])[:2]
+    job = job_from_json(Path(job_file).read_text())
+    results = execute_job(job)
+    for result in results:
+        print(
+            f"{result.name}: "
+            + (f"failed: {result.error}" if result.error else summary(result.final))
+        )
+    Path(results_file).write_text(json.dumps([asdict(result) for result in results]))
+    return 1 if any(result.error for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -180,33 +180,6 @@ def make_env(config: DataConfig, num_envs: int, seed: int, device: torch.device)
     )
 
 
-@torch.no_grad()
-def act(
-    agent: Agent, obs: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    """A sample of the tanh-Gaussian policy, or its mode tanh(mean) without a generator."""
-    mean, log_std = agent.actor(obs, goal)
-    if generator is None:
-        return torch.tanh(mean)
-    noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-    return torch.tanh(mean + log_std.exp() * noise)
-
-
-def collect(
-    agent: Agent,
-    env: crl.PointMaze,
-    buffer: crl.TrajectoryBuffer,
-    steps: int,
-    generator: torch.Generator,
-) -> None:
-    """Step every environment `steps` times with the stochastic actor, storing (s, a)."""
-    for _ in range(steps):
-        obs, goal = env.obs(), env.goal
-        action = act(agent, obs, goal, generator)
-        buffer.add(obs, action, env.episode_id)
-        env.step(action)
-
-
 # -----------------------------------------------------------------------------
 # one gradient step (spec line 32)
 
@@ -311,7 +284,7 @@ class CRLTraining(runtime.Training):
 
     def unroll(self, steps: int) -> None:
         """Every environment steps `steps` times with the stochastic actor, into the buffer."""
-        collect(self.agent, self.env, self.buffer, steps, self.generator)
+        crl.collect(self.agent.actor, self.env, self.buffer, steps, self.generator)
         self.env_steps += steps * self.run.data.num_envs
 
     def enter_stage(self, index: int, fresh: bool) -> None:
@@ -337,9 +310,9 @@ class CRLTraining(runtime.Training):
 
     def evaluate(self, done: int) -> dict[str, float]:
         result: dict[str, float] = {}
-        busy_s = time.perf_counter() - self.busy_started  # in an ensemble, the ensemble's
+        busy_s = time.perf_counter() - self.busy_started
         result["env_steps_per_s"] = (self.env_steps - self.steps_at_eval) / max(busy_s, 1e-9)
-        deterministic = functools.partial(act, self.agent, generator=None)
+        deterministic = functools.partial(crl.act, self.agent.actor, generator=None)
         result.update(crl.evaluate(self.eval_env, deterministic, seed=self.run.seed + 1))
         self.steps_at_eval, self.busy_started = self.env_steps, time.perf_counter()
         return result

@@ -27,8 +27,12 @@ from expc.runtime.crl.losses import (
     tanh_gaussian_sample,
     target_entropy,
 )
+from expc.runtime.crl.rollout import act, act_on_shard, collect
 
 __all__ = [
+    "act",
+    "act_on_shard",
+    "collect",
     "ensemble_update",
     "BIG_MAZE",
     "GOAL_SLICE",

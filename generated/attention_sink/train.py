@@ -208,45 +208,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 
 
 # -----------------------------------------------------------------------------
-# evaluation
-
-
-@torch.no_grad()
-def evaluate(
-    model: Transformer,
-    tokens: torch.Tensor,
-    run: Run,
-    device: torch.device,
-) -> dict[str, float]:
-    """Held-out loss and the probe statistics on the same batches every time."""
-    model.eval()
-    generator = torch.Generator().manual_seed(run.seed + 1)
-    probe = Probe()
-    losses = []
-    for _ in range(run.train.eval_batches):
-        x, y = get_batch(tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x.to(device), y.to(device), probe=probe)
-        losses.append(loss.item())
-    val_loss = sum(losses) / len(losses)
-    result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
-    model.train()
-    return result
-
-
-@torch.no_grad()
-def attention_maps(
-    model: Transformer, tokens: torch.Tensor, run: Run, device: torch.device
-) -> list[torch.Tensor]:
-    """Each layer's attention on the first held-out window, averaged over heads (specs/gated_attention.exp line 47)."""
-    model.eval()
-    probe = Probe(keep_maps=True)
-    window = with_bos(tokens[: run.data.context].unsqueeze(0)).to(device)
-    model(window, probe=probe)
-    model.train()
-    return probe.maps
-
-
-# -----------------------------------------------------------------------------
 # one run's training (specs/gated_attention.exp line 30)
 
 
@@ -258,7 +219,9 @@ class NextTokenTraining(runtime.Training):
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
         super().__init__(run, out_dir, target)
-        self.train_tokens, self.val_tokens = load_data(run.data)
+        # The stage's training tokens, held-out tokens, batch size and context.
+        self.tokens, self.held_out = load_data(run.data)
+        self.batch_size, self.context = run.train.batch_size, run.data.context
         self.model = Transformer(run.model).to(target)
         self.optimizer = make_optimizer(self.model, run.train)
         self.precision = runtime.Precision("fp32", target)
@@ -276,9 +239,7 @@ class NextTokenTraining(runtime.Training):
 
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of windows and their next tokens, from this run's generator."""
-        x, y = get_batch(
-            self.train_tokens, self.run.train.batch_size, self.run.data.context, self.generator
-        )
+        x, y = get_batch(self.tokens, self.batch_size, self.context, self.generator)
         return x.to(self.target), y.to(self.target)
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -288,12 +249,34 @@ class NextTokenTraining(runtime.Training):
         train, context = self.run.train, self.run.data.context
         return {"tokens": done * train.batch_size * context}
 
+    @torch.no_grad()
     def evaluate(self, done: int) -> dict[str, float]:
-        return evaluate(self.model, self.val_tokens, self.run, self.target)
+        """Held-out loss and the probe statistics on the same batches every time."""
+        model, run, device = self.model, self.run, self.target
+        model.eval()
+        generator = torch.Generator().manual_seed(run.seed + 1)
+        probe = Probe()
+        losses = []
+        for _ in range(run.train.eval_batches):
+            x, y = get_batch(self.held_out, self.batch_size, self.context, generator)
+            _, loss = model(x.to(device), y.to(device), probe=probe)
+            losses.append(loss.item())
+        val_loss = sum(losses) / len(losses)
+        result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
+        model.train()
+        return result
 
+    @torch.no_grad()
     def close(self, row: dict[str, float], diverged: bool) -> dict[str, float]:
-        maps = attention_maps(self.model, self.val_tokens, self.run, self.target)
-        runtime.plot_attention_maps(maps, self.out_dir / "attention_maps.png", title=self.run.name)
+        """Each layer's attention on the first held-out window, averaged over heads (specs/gated_attention.exp line 47)."""
+        self.model.eval()
+        probe = Probe(keep_maps=True)
+        window = with_bos(self.held_out[: self.run.data.context].unsqueeze(0))
+        self.model(window.to(self.target), probe=probe)
+        self.model.train()
+        runtime.plot_attention_maps(
+            probe.maps, self.out_dir / "attention_maps.png", title=self.run.name
+        )
         return row
 
     def state_dict(self) -> dict[str, object]:

@@ -169,55 +169,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 
 
 # -----------------------------------------------------------------------------
-# evaluation
-
-
-@torch.no_grad()
-def evaluate(
-    model: Transformer,
-    tokens: torch.Tensor,
-    run: Run,
-    device: torch.device,
-    precision: runtime.Precision,
-) -> dict[str, float]:
-    """Held-out loss and the probe statistics on the same batches every time."""
-    model.eval()
-    generator = torch.Generator().manual_seed(run.seed + 1)
-    probe = Probe()
-    losses = []
-    for _ in range(run.train.eval_batches):
-        x, y = get_batch(tokens, run.train.batch_size, run.data.context, generator)
-        with precision.autocast():
-            _, loss = model(x.to(device), y.to(device), probe=probe)
-        losses.append(loss.item())
-    val_loss = sum(losses) / len(losses)
-    result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
-    # Longer contexts than trained on (RoPE extrapolation), same tokens per batch.
-    for multiple in CONTEXT_MULTIPLES[1:]:
-        long_losses = []
-        # Each extension on the same batches as plain extrapolation: a paired comparison.
-        stretched = {
-            kind: RopeScaling(kind, float(multiple), run.data.context) for kind in ROPE_EXTENSIONS
-        }
-        extended_losses: dict[str, list[float]] = {kind: [] for kind in ROPE_EXTENSIONS}
-        for _ in range(run.train.eval_batches):
-            batch = max(1, run.train.batch_size // multiple)
-            x, y = get_batch(tokens, batch, run.data.context * multiple, generator)
-            with precision.autocast():
-                _, loss = model(x.to(device), y.to(device))
-            long_losses.append(loss.item())
-            for kind, scaling in stretched.items():
-                with precision.autocast():
-                    _, loss = model(x.to(device), y.to(device), rope_scaling=scaling)
-                extended_losses[kind].append(loss.item())
-        result[f"val_loss_x{multiple}"] = sum(long_losses) / len(long_losses)
-        for kind, losses_of_kind in extended_losses.items():
-            result[f"val_loss_x{multiple}_{kind}"] = sum(losses_of_kind) / len(losses_of_kind)
-    model.train()
-    return result
-
-
-# -----------------------------------------------------------------------------
 # one run's training (specs/gated_attention.exp line 30)
 
 
@@ -229,7 +180,9 @@ class NextTokenTraining(runtime.Training):
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
         super().__init__(run, out_dir, target)
-        self.train_tokens, self.val_tokens = load_data(run.data)
+        # The stage's training tokens, held-out tokens, batch size and context.
+        self.tokens, self.held_out = load_data(run.data)
+        self.batch_size, self.context = run.train.batch_size, run.data.context
         self.model = Transformer(run.model).to(target)
         # torch.compile (spec line 33) for training steps; evaluation uses the eager module.
         self.train_model = torch.compile(self.model)
@@ -253,9 +206,7 @@ class NextTokenTraining(runtime.Training):
 
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of windows and their next tokens, from this run's generator."""
-        x, y = get_batch(
-            self.train_tokens, self.run.train.batch_size, self.run.data.context, self.generator
-        )
+        x, y = get_batch(self.tokens, self.batch_size, self.context, self.generator)
         return x.to(self.target), y.to(self.target)
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -265,8 +216,44 @@ class NextTokenTraining(runtime.Training):
         train, context = self.run.train, self.run.data.context
         return {"tokens": done * train.batch_size * context}
 
+    @torch.no_grad()
     def evaluate(self, done: int) -> dict[str, float]:
-        return evaluate(self.model, self.val_tokens, self.run, self.target, self.precision)
+        """Held-out loss and the probe statistics on the same batches every time."""
+        model, run, device = self.model, self.run, self.target
+        model.eval()
+        generator = torch.Generator().manual_seed(run.seed + 1)
+        probe = Probe()
+        losses = []
+        for _ in range(run.train.eval_batches):
+            x, y = get_batch(self.held_out, self.batch_size, self.context, generator)
+            with self.precision.autocast():
+                _, loss = model(x.to(device), y.to(device), probe=probe)
+            losses.append(loss.item())
+        val_loss = sum(losses) / len(losses)
+        result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
+        # Longer contexts than trained on (RoPE extrapolation), same tokens per batch.
+        for multiple in CONTEXT_MULTIPLES[1:]:
+            long_losses = []
+            # Each extension on the same batches as plain extrapolation: a paired comparison.
+            stretched = {
+                kind: RopeScaling(kind, float(multiple), self.context) for kind in ROPE_EXTENSIONS
+            }
+            extended_losses: dict[str, list[float]] = {kind: [] for kind in ROPE_EXTENSIONS}
+            for _ in range(run.train.eval_batches):
+                batch = max(1, self.batch_size // multiple)
+                x, y = get_batch(self.held_out, batch, self.context * multiple, generator)
+                with self.precision.autocast():
+                    _, loss = model(x.to(device), y.to(device))
+                long_losses.append(loss.item())
+                for kind, scaling in stretched.items():
+                    with self.precision.autocast():
+                        _, loss = model(x.to(device), y.to(device), rope_scaling=scaling)
+                    extended_losses[kind].append(loss.item())
+            result[f"val_loss_x{multiple}"] = sum(long_losses) / len(long_losses)
+            for kind, losses_of_kind in extended_losses.items():
+                result[f"val_loss_x{multiple}_{kind}"] = sum(losses_of_kind) / len(losses_of_kind)
+        model.train()
+        return result
 
     def state_dict(self) -> dict[str, object]:
         return {**super().state_dict(), "generator": self.generator.get_state()}

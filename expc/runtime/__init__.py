@@ -7,7 +7,7 @@ It never imports the compiler.
 """
 
 from expc.runtime.checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from expc.runtime.data import read_text_corpus
+from expc.runtime.data import byte_splits, read_text_corpus
 from expc.runtime.device import resolve_device
 from expc.runtime.distributed import World, init_distributed
 from expc.runtime.ensemble import Ensemble
@@ -29,6 +29,7 @@ from expc.runtime.seeding import configure_torch
 from expc.runtime.stability import SpikeCounter
 
 __all__ = [
+    "byte_splits",
     "Constant",
     "Ensemble",
     "MetricsLogger",

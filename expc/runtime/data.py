@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from expc.runtime.errors import RunError
 
 BUILTIN_CORPORA = ("pydoc_data.topics",)
@@ -26,3 +28,11 @@ def read_text_corpus(corpus: str) -> bytes:
     if len(data) < 1024:
         raise RunError(f"corpus file {corpus!r} has {len(data)} bytes; at least 1024 are needed")
     return data
+
+
+def byte_splits(data: bytes, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bytes as tokens (0-255), split into a training head and a held-out tail of
+    `val_fraction` of them."""
+    tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    split = int(len(tokens) * (1.0 - val_fraction))
+    return tokens[:split].long(), tokens[split:].long()

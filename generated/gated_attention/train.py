@@ -119,8 +119,7 @@ METRICS = (
     "blown_up",
 )
 # A row whose mean training loss is above this multiple of the first step's is marked
-# blown_up: a byte-level model starts near ln(vocabulary) and only a diverging one climbs
-# back far above it.
+# blown_up: a byte-level model starts near ln(vocabulary); only a diverging one climbs back.
 BLOWUP = 2.0
 # Validation loss is also measured at these multiples of the training context (spec line 43).
 CONTEXT_MULTIPLES = (1, 2, 4)
@@ -135,9 +134,7 @@ DEVICE = "cpu"  # spec line 50; `expc run --device` overrides
 
 def load_data(config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The corpus as byte tokens, split into a training head and a held-out tail."""
-    tokens = torch.frombuffer(bytearray(runtime.read_text_corpus(config.corpus)), dtype=torch.uint8)
-    split = int(len(tokens) * (1.0 - config.val_fraction))
-    return tokens[:split].long(), tokens[split:].long()
+    return runtime.byte_splits(runtime.read_text_corpus(config.corpus), config.val_fraction)
 
 
 def get_batch(

@@ -66,6 +66,18 @@ def demonstration_text(
     return "".join(lines)
 
 
+def demonstration_tokens(task: ArithmeticTask, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Worked solutions (with the task's slips) of `count` training problems as one byte
+    stream, and of held-out problems, a tenth as many, for validation: never the same
+    problem."""
+    train = demonstration_text(task, count, seed=0)
+    held_out = demonstration_text(task, max(1, count // 10), seed=1, held_out=True)
+    return (
+        torch.tensor(list(train.encode("ascii")), dtype=torch.long),
+        torch.tensor(list(held_out.encode("ascii")), dtype=torch.long),
+    )
+
+
 def masked_next_token_loss(
     model: Any, tokens: torch.Tensor, mask: torch.Tensor, *, count: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -102,13 +102,17 @@ def test_training_step_reduces_loss(generated) -> None:
 
 
 def test_learning_rate_schedule(generated) -> None:
+    """The generated training's stage runs runtime.WarmupCosine on its train settings."""
     _, train_module = generated
     config = train_module.TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
-    assert train_module.learning_rate(0, config) == pytest.approx(0.1)
-    assert train_module.learning_rate(9, config) == pytest.approx(1.0)
-    assert train_module.learning_rate(10, config) == pytest.approx(1.0)
-    assert train_module.learning_rate(100, config) == pytest.approx(0.1)
-    assert 0.1 < train_module.learning_rate(55, config) < 1.0
+    run = train_module.Run("main", train=config)
+    training = train_module.NextTokenTraining(run, Path("unused"), torch.device("cpu"))
+    learning_rate = training.stages[0].lr
+    assert learning_rate(0) == pytest.approx(0.1)
+    assert learning_rate(9) == pytest.approx(1.0)
+    assert learning_rate(10) == pytest.approx(1.0)
+    assert learning_rate(100) == pytest.approx(0.1)
+    assert 0.1 < learning_rate(55) < 1.0
 
 
 def test_batches_are_shifted_windows(generated, tmp_path: Path) -> None:

@@ -55,7 +55,8 @@ class Target(Node):
     # per node, each training on batch_size / (devices x nodes) of every batch.
     strategy: Literal["single", "ddp"] = Field("single", json_schema_extra=STRUCTURAL)
     devices: Annotated[int, Field(ge=1, le=1024)] = 1
-    threads: Annotated[int, Field(ge=0, le=1024)] = 0  # 0 = PyTorch's default
+    # Torch threads per run (per rank under DDP); 0: the one default every launcher applies (1).
+    threads: Annotated[int, Field(ge=0, le=1024)] = 0
     ensemble: Annotated[str | int, PlainValidator(_ensemble)] = Field(
         "off", json_schema_extra=STRUCTURAL
     )

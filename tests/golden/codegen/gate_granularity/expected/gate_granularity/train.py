@@ -117,8 +117,7 @@ METRICS = (
     "blown_up",
 )
 # A row whose mean training loss is above this multiple of the first step's is marked
-# blown_up: a byte-level model starts near ln(vocabulary) and only a diverging one climbs
-# back far above it.
+# blown_up: a byte-level model starts near ln(vocabulary); only a diverging one climbs back.
 BLOWUP = 2.0
 DEVICE = "cpu"  # default; `expc run --device` overrides
 
@@ -129,9 +128,7 @@ DEVICE = "cpu"  # default; `expc run --device` overrides
 
 def load_data(config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The corpus as byte tokens, split into a training head and a held-out tail."""
-    tokens = torch.frombuffer(bytearray(runtime.read_text_corpus(config.corpus)), dtype=torch.uint8)
-    split = int(len(tokens) * (1.0 - config.val_fraction))
-    return tokens[:split].long(), tokens[split:].long()
+    return runtime.byte_splits(runtime.read_text_corpus(config.corpus), config.val_fraction)
 
 
 def get_batch(
@@ -159,32 +156,6 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.A
 
 
 # -----------------------------------------------------------------------------
-# evaluation
-
-
-@torch.no_grad()
-def evaluate(
-    model: Transformer,
-    tokens: torch.Tensor,
-    run: Run,
-    device: torch.device,
-) -> dict[str, float]:
-    """Held-out loss and the probe statistics on the same batches every time."""
-    model.eval()
-    generator = torch.Generator().manual_seed(run.seed + 1)
-    probe = Probe()
-    losses = []
-    for _ in range(run.train.eval_batches):
-        x, y = get_batch(tokens, run.train.batch_size, run.data.context, generator)
-        _, loss = model(x.to(device), y.to(device), probe=probe)
-        losses.append(loss.item())
-    val_loss = sum(losses) / len(losses)
-    result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
-    model.train()
-    return result
-
-
-# -----------------------------------------------------------------------------
 # one run's training (spec line 18)
 
 
@@ -195,8 +166,10 @@ class NextTokenTraining(runtime.Training):
     metrics = METRICS
 
     def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
-        self.run, self.out_dir, self.target = run, out_dir, target
-        self.train_tokens, self.val_tokens = load_data(run.data)
+        super().__init__(run, out_dir, target)
+        # The stage's training tokens, held-out tokens, batch size and context.
+        self.tokens, self.held_out = load_data(run.data)
+        self.batch_size, self.context = run.train.batch_size, run.data.context
         self.model = Transformer(run.model).to(target)
         self.optimizer = make_optimizer(self.model, run.train)
         self.precision = runtime.Precision("fp32", target)
@@ -214,9 +187,7 @@ class NextTokenTraining(runtime.Training):
 
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of windows and their next tokens, from this run's generator."""
-        x, y = get_batch(
-            self.train_tokens, self.run.train.batch_size, self.run.data.context, self.generator
-        )
+        x, y = get_batch(self.tokens, self.batch_size, self.context, self.generator)
         return x.to(self.target), y.to(self.target)
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -226,8 +197,22 @@ class NextTokenTraining(runtime.Training):
         train, context = self.run.train, self.run.data.context
         return {"tokens": done * train.batch_size * context}
 
+    @torch.no_grad()
     def evaluate(self, done: int) -> dict[str, float]:
-        return evaluate(self.model, self.val_tokens, self.run, self.target)
+        """Held-out loss and the probe statistics on the same batches every time."""
+        model, run, device = self.model, self.run, self.target
+        model.eval()
+        generator = torch.Generator().manual_seed(run.seed + 1)
+        probe = Probe()
+        losses = []
+        for _ in range(run.train.eval_batches):
+            x, y = get_batch(self.held_out, self.batch_size, self.context, generator)
+            _, loss = model(x.to(device), y.to(device), probe=probe)
+            losses.append(loss.item())
+        val_loss = sum(losses) / len(losses)
+        result = {"val_loss": val_loss, "val_ppl": math.exp(val_loss), **probe.summary()}
+        model.train()
+        return result
 
     def state_dict(self) -> dict[str, object]:
         return {**super().state_dict(), "generator": self.generator.get_state()}

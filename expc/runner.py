@@ -240,6 +240,7 @@ def _jobs(
     trains its members together), every other run is one on its own."""
     target = spec.target
     ddp = target.strategy == "ddp"
+    module = train_module(spec.package_dir)
     jobs: list[Job] = []
     for group in _ensembles(spec.compiled.spec, configs):
         members = tuple(
@@ -250,7 +251,7 @@ def _jobs(
                 run_dir=str((spec.experiment_dir / name).resolve()),
                 device=session.device,
                 resume=resumes[name],
-                steps=getattr(configs[name].train, "total_steps", configs[name].train.steps),
+                steps=module.total_steps(configs[name]),
                 devices=target.devices if ddp else 1,
                 ddp=ddp,
             )

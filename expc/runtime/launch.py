@@ -59,6 +59,7 @@ def main(
     profiles: Mapping[str, Mapping[str, Any]],
     train: TrainFn,
     argv: list[str] | None = None,
+    total_steps: Callable[[Any], int] | None = None,
 ) -> None:
     """Standalone entry point of a generated train.py."""
     import typer
@@ -95,9 +96,8 @@ def main(
                 # config.json records the count it trains with.
                 config = resolve_threads(apply_overrides(runs[name], overrides))
                 with progress_bar() as bar:
-                    task = Progress(
-                        bar, name, getattr(config.train, "total_steps", config.train.steps)
-                    )
+                    steps = total_steps(config) if total_steps else config.train.steps
+                    task = Progress(bar, name, steps)
                     final = train(
                         config, out / experiment / name, task, device=device, resume=resume
                     )

@@ -306,8 +306,13 @@ def train(
     return runtime.fit(NextTokenTraining(run, out_dir, target), out_dir, progress, resume)
 
 
+def total_steps(run: Run) -> int:
+    """What a run's progress bar counts: its training steps."""
+    return run.train.steps
+
+
 def main(argv: list[str] | None = None) -> None:
-    runtime.main("attention_sink", RUNS, PROFILES, train, argv)
+    runtime.main("attention_sink", RUNS, PROFILES, train, argv, total_steps)
 
 
 if __name__ == "__main__":

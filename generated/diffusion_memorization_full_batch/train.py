@@ -401,8 +401,13 @@ def train_ensemble(
     return runtime.fit_ensemble(members, out_dirs, progress, resume)
 
 
+def total_steps(run: Run) -> int:
+    """What a run's progress bar counts: its training steps."""
+    return run.train.steps
+
+
 def main(argv: list[str] | None = None) -> None:
-    runtime.main("diffusion_memorization_full_batch", RUNS, PROFILES, train, argv)
+    runtime.main("diffusion_memorization_full_batch", RUNS, PROFILES, train, argv, total_steps)
 
 
 if __name__ == "__main__":

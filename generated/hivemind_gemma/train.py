@@ -89,14 +89,6 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Nothing is trained: `steps` are the stages `expc run` shows on its progress bar,
-    one per generator, then the embedding and analysis."""
-
-    steps: int = 5
-
-
-@dataclass(frozen=True)
 class Run:
     """One job: a name, a seed, and the config of every section."""
 
@@ -110,7 +102,6 @@ class Run:
     # Runs of other experiments this one reads (`run(...)` in the spec): `expc run` records
     # each one's folder, spec hash and checkpoint hash, so config.json says what was used.
     upstream: tuple[dict[str, str], ...] = ()
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # The runs of the spec: its variants, as changes to the base values.
@@ -125,6 +116,9 @@ PROFILES: dict[str, dict[str, object]] = {
 
 # Whose answers are compared besides the checkpoints (spec line 19): the same in every run.
 PRETRAINED: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")  # spec line 20
+# Nothing is trained: the progress bar counts these stages, one per generator, then the
+# embedding and analysis; the run's one row is at this step.
+STAGES = 5
 # What is asked and how answers are compared.
 CATEGORIES: tuple[str, ...] = ()  # default
 THRESHOLDS: tuple[float, ...] = (0.7, 0.8, 0.9)  # specs/hivemind_pretrained.exp line 36
@@ -271,7 +265,7 @@ def train(
     ]
     hivemind.write_report(analysis, out_dir, title=f"{run.name}: homogeneity", notes=notes)
     row = {
-        "step": run.train.steps,
+        "step": STAGES,
         "responses": len(responses),
         **summary(analysis),
         "embed_sentences_per_s": embedder.stats.sentences_per_s,
@@ -285,8 +279,13 @@ def train(
     return row
 
 
+def total_steps(run: Run) -> int:
+    """What a run's progress bar counts: one stage per generator, then the analysis."""
+    return STAGES
+
+
 def main(argv: list[str] | None = None) -> None:
-    runtime.main("hivemind_gemma", RUNS, PROFILES, train, argv)
+    runtime.main("hivemind_gemma", RUNS, PROFILES, train, argv, total_steps)
 
 
 if __name__ == "__main__":

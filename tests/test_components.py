@@ -368,7 +368,7 @@ def test_a_finetune_stage_starts_from_the_first_and_trains_on_its_own_data(
     assert "def load_finetune_data(config: TrainConfig)" in staged["tiny/train.py"]
     _, train_module = import_generated(staged, tmp_path / "staged")
     run = train_module.RUNS["main"]
-    assert run.train.total_steps == 12 and run.train.finetune_data_context == 12
+    assert train_module.total_steps(run) == 12 and run.train.finetune_data_context == 12
     train_module.train(run, tmp_path / "staged_out")
     rows = _rows(tmp_path / "staged_out")
     assert [(r["step"], r["stage"]) for r in rows] == [(3, 1), (6, 1), (9, 2), (12, 2)]

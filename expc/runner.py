@@ -10,7 +10,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,39 +24,9 @@ from expc.runtime.device import resolve_device
 from expc.runtime.errors import RunError
 from expc.runtime.seeding import resolve_threads
 from expc.runtime.worker import EnsembleJob, Job, RunJob, runs_of, train_module
+from expc.session import Session
 from expc.upstream import build_upstream, set_element, upstream_key
 from expc.verdict import verdict_of
-
-
-@dataclass
-class Session:
-    """What one `expc run` command shares with the upstream runs it builds first."""
-
-    out_dir: Path
-    generated: Path | None  # None: generated/ for specs under specs/, else the run folder
-    console: Console
-    device: str | None = None
-    resume: bool = False
-    force: bool = False
-    jobs: int = 1
-    nodes: tuple[int, int, str, int] | None = None
-    # The command line's launcher settings (`--launcher`, `--address`, ...): over the spec's
-    # `launch` block, for this spec and the upstream ones it builds.
-    launch_flags: dict[str, Any] = field(default_factory=dict)
-    track: str | None = None  # a tracking URI (`--track`), beside the spec's `tracking` block
-    # Trackers opened in this command (uri -> tracker), and the problems already shown.
-    trackers: dict[str, Any] = field(default_factory=dict)
-    tracking_problems: set[str] = field(default_factory=set)
-    sync_every_s: float = 10.0
-    seeds: str | None = None  # --seeds: "3" or "[0, 1, 2]", for the spec run (not upstream)
-    # Upstream runs built (or found up to date) in this command: (spec path, profile, run)
-    # -> the record config.json keeps, or the reason it is not available.
-    built: dict[tuple[str, str | None, str], dict[str, str] | str] = field(default_factory=dict)
-    # Runs that failed or were refused in this command: (spec path, profile, run) -> why.
-    unavailable: dict[tuple[str, str | None, str], str] = field(default_factory=dict)
-    # (upstream spec path, the dependent's profile) -> the profile the upstream runs under.
-    profiles: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
-    warned: set[str] = field(default_factory=set)  # the launchers' warnings, each shown once
 
 
 def execute(
@@ -120,7 +89,9 @@ def _execute(
     # The runs of other experiments the selected runs read, trained first if missing.
     wanted = [runs[n] for n in spec.names if n not in failed]
     failed.update(
-        build_upstream(session, wanted, profile, spec.compiled.spec.config.experiment.name)
+        build_upstream(
+            session, wanted, profile, spec.compiled.spec.config.experiment.name, _execute
+        )
     )
     module = train_module(spec.package_dir)
     write_spec_json(spec)

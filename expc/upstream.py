@@ -5,6 +5,7 @@ upstream spec once with the runs it needs, and recorded in the dependent run's c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from expc.compiler.source import SourceFile
 from expc.runtime.errors import RunError
 
 if TYPE_CHECKING:
-    from expc.runner import Session
+    from expc.session import Session
 
 
 def profile_for(upstream: ir.Spec, profile: str | None) -> str | None:
@@ -34,13 +35,17 @@ def upstream_key(
 
 
 def build_upstream(
-    session: Session, runs: list[ir.Run], profile: str | None, dependent: str
+    session: Session,
+    runs: list[ir.Run],
+    profile: str | None,
+    dependent: str,
+    execute: Callable[..., Path | None],
 ) -> dict[str, str]:
     """Train the runs of other experiments that `runs` read and that are missing (or stale,
     with --force), each spec once with the runs it needs; returns the dependent runs that
-    cannot go on, with the reason."""
+    cannot go on, with the reason. `execute` runs an upstream spec as the runner runs any
+    spec (passed in: the runner calls this module, not the other way round)."""
     from expc.run_spec import experiment_folder
-    from expc.runner import _execute
 
     # Per upstream spec and seeded or not: the run names, and the seeds they are read at.
     wanted: dict[tuple[str, bool], tuple[list[str], set[int]]] = {}
@@ -68,7 +73,7 @@ def build_upstream(
         )
         problem = None
         try:
-            _execute(
+            execute(
                 session,
                 Path(path),
                 todo,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from expc.launchers import Placement, dry_run_here, note_local_cpus
+from expc.launchers.base import Placement, dry_run_here, note_local_cpus
 from expc.runtime.worker import (
     EnsembleJob,
     Job,

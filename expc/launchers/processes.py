@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from expc.launchers import Placement, dry_run_here, note_local_cpus
+from expc.launchers.base import Placement, dry_run_here, note_local_cpus
 from expc.runtime import integrity
 from expc.runtime.metrics import read_metrics
 from expc.runtime.worker import Job, JobResult, job_to_json, runs_of, summary

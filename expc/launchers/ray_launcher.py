@@ -26,7 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings, Placement, show_result
+from expc.launchers.base import LaunchSettings, Placement, show_result
 from expc.runtime.errors import RunError
 from expc.runtime.worker import Job, JobResult, execute_job, log_failure, resumed, runs_of
 

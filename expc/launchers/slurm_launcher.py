@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
-from expc.launchers import LaunchSettings, Placement, show_result
+from expc.launchers.base import LaunchSettings, Placement, show_result
 from expc.runtime.errors import RunError
 from expc.runtime.worker import Job, JobResult, execute_job, runs_of
 

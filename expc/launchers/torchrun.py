@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from expc.launchers import Placement, dry_run_here, note_local_cpus
+from expc.launchers.base import Placement, dry_run_here, note_local_cpus
 from expc.runtime import integrity
 from expc.runtime.errors import RunError
 from expc.runtime.metrics import read_metrics

@@ -65,6 +65,11 @@ def all_objectives() -> dict[str, Objective]:
     return {o.kind: o for o in found}
 
 
+def ensemble_objectives() -> list[str]:
+    """The objectives that train vectorized ensembles (`target.ensemble`)."""
+    return [kind for kind, objective in all_objectives().items() if objective.target.ensemble]
+
+
 def _load(module: str, name: str) -> Any:
     return getattr(importlib.import_module(f"{_PACKAGE}.{module}"), name)
 
@@ -282,7 +287,7 @@ class Composition:
             self._metrics_fit_the_family,
             *self.architecture.spec_rules,
             *self.objective.spec_rules,
-            *target_rules(self),
+            *target_rules(self.objective, ensemble_objectives),
         )
 
     def _metrics_fit_the_family(self, spec: ir.Spec) -> Iterator[Diagnostic]:

@@ -8,7 +8,7 @@ gets the same located message whatever the objective, naming what is supported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator
@@ -18,7 +18,7 @@ from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.ir import STRUCTURAL, Node
 
 if TYPE_CHECKING:
-    from expc.compiler.components.registry import Composition
+    from expc.compiler.components.base import Objective
 
 
 MAX_ENSEMBLE = 256
@@ -66,8 +66,7 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _supported(composition: Composition) -> Iterator[Any]:
-    objective = composition.objective
+def _supported(objective: Objective) -> Iterator[Any]:
     support = objective.target
 
     def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
@@ -103,8 +102,8 @@ def _supported(composition: Composition) -> Iterator[Any]:
     yield rule
 
 
-def _ddp_splits_the_batch(composition: Composition) -> Iterator[Any]:
-    paths = composition.objective.target.ddp_batch
+def _ddp_splits_the_batch(objective: Objective) -> Iterator[Any]:
+    paths = objective.target.ddp_batch
 
     def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
         for run in spec.runs:
@@ -144,8 +143,7 @@ def _fp16_needs_cuda(spec: ir.Spec) -> Iterator[Diagnostic]:
             return
 
 
-def _ensembles(composition: Composition) -> Iterator[Any]:
-    objective = composition.objective
+def _ensembles(objective: Objective, ensemble_objectives: Callable[[], list[str]]) -> Iterator[Any]:
 
     def rule(spec: ir.Spec) -> Iterator[Diagnostic]:
         target = spec.config.target
@@ -153,9 +151,7 @@ def _ensembles(composition: Composition) -> Iterator[Any]:
             return
         where = target.span_of("ensemble")
         if not objective.target.ensemble:
-            from expc.compiler.components.registry import all_objectives
-
-            able = [k for k, o in all_objectives().items() if o.target.ensemble]
+            able = ensemble_objectives()
             yield Diagnostic(
                 f"`objective {objective.kind}` does not train ensembles "
                 f"(`target.ensemble = {target.ensemble}`)",
@@ -184,11 +180,15 @@ def _ensembles(composition: Composition) -> Iterator[Any]:
     yield rule
 
 
-def target_rules(composition: Composition) -> tuple[Any, ...]:
-    """The spec rules every objective's target is checked by."""
+def target_rules(
+    objective: Objective, ensemble_objectives: Callable[[], list[str]]
+) -> tuple[Any, ...]:
+    """The spec rules the target of a spec with this objective is checked by.
+    `ensemble_objectives` names the objectives that train ensembles, for the error that
+    says where they are."""
     return (
-        *_supported(composition),
-        *_ddp_splits_the_batch(composition),
+        *_supported(objective),
+        *_ddp_splits_the_batch(objective),
         _fp16_needs_cuda,
-        *_ensembles(composition),
+        *_ensembles(objective, ensemble_objectives),
     )

@@ -181,7 +181,7 @@ def _write_text(path: Path, text: str) -> None:
 def _resolve_blamed(source: SourceFile, compiled, profile, overrides):  # noqa: ANN001, ANN202
     """The spec's runs under the profile and `--set`; a value the generated code cannot run
     is blamed on what set it: the profile alone is checked first, then with `--set`."""
-    plan = Plan(compiled.spec)
+    plan = Plan.of_files(compiled.spec, compiled.files)
     if profile:
         with_profile, _ = resolve(source, profile=profile)
         for run in with_profile.runs:

@@ -98,7 +98,7 @@ def _execute(
     for name in spec.names:  # run names are validated; this guards the invariant anyway
         if not (spec.experiment_dir / name).resolve().is_relative_to(spec.experiment_dir.resolve()):
             raise RunError(f"run name {name!r} would leave {spec.experiment_dir}")
-    plan = Plan(spec.compiled.spec)
+    plan = Plan.of_files(spec.compiled.spec, spec.compiled.files)
     configs = {
         name: _config(session, module, plan, runs[name], profile)
         for name in spec.names

@@ -62,7 +62,7 @@ def test_the_runs_table_holds_every_run_expc_run_trains(spec: Path, tmp_path: Pa
     compiled = compile_path(spec.relative_to(ROOT))
     write_package(compiled.files, tmp_path)
     train_module = load_train_module(tmp_path / compiled.spec.config.experiment.name)
-    plan = Plan(compiled.spec)
+    plan = Plan.of_files(compiled.spec, compiled.files)
     assert list(train_module.RUNS) == [run.name for run in compiled.spec.runs]
     for run in compiled.spec.runs:
         built = dataclasses.asdict(train_module.RUNS[run.name])

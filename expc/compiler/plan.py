@@ -8,6 +8,7 @@ with the base spec's value as its default and the spec line it came from as a co
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, get_args, get_origin
@@ -20,6 +21,11 @@ from expc.compiler.diagnostics import CompileError, Diagnostic
 # Leaves that never become config fields: identity (in docstrings) and block labels.
 # `experiment.seeds` makes runs (one per seed), each with its own `seed`.
 _NOT_CONFIG = {("experiment", "name"), ("experiment", "description"), ("experiment", "seeds")}
+# Fields read outside generated code: the loop (runtime.fit) and the runner read these of
+# every run, whatever a template does with them.
+RUNTIME_READS = frozenset(
+    {"experiment.seed", "train.steps", "train.checkpoint_every", "target.threads"}
+)
 # Dataclass per spec section; `experiment.seed` lives on the Run itself.
 SECTION_CLASSES = {
     "model": "ModelConfig",
@@ -123,11 +129,37 @@ def _literal(value: Any) -> str:
 class Plan:
     """What the templates need to know about one spec."""
 
-    def __init__(self, spec: ir.Spec):
+    def __init__(self, spec: ir.Spec, omit: frozenset[tuple[str, ...]] = frozenset()):
         self.spec = spec
         self.configs = [run.config for run in spec.runs]
         self.composition = components.for_config(spec.config)
         self.leaves = leaves(spec.config, role=self.composition.used_as)
+        self.omit = omit  # fields no generated code reads (`unread`): no config field
+
+    @classmethod
+    def of_files(cls, spec: ir.Spec, files: dict[str, str]) -> Plan:
+        """The plan the spec's generated `files` were rendered with: the fields none of
+        them reads left out (what `expc run` builds each run's config from)."""
+        return cls(spec, omit=cls(spec).unread(files))
+
+    def unread(self, files: dict[str, str]) -> frozenset[tuple[str, ...]]:
+        """The config fields that no generated file reads (no `.name` in any of them), that
+        no run changes, and that neither the loop, the runner nor the objective's report
+        reads from config.json: generated code holds only what the spec uses. A section
+        keeps at least one field, so its dataclass stays."""
+        text = "\n".join(files.values())
+        kept = RUNTIME_READS | set(self.composition.objective.report_reads)
+        unread = [
+            f
+            for f in self.fields
+            if f.dotted not in kept
+            and not self.varies(f.dotted)
+            and not any(leaf.path == f.path and leaf.run_folder for leaf in self.leaves)
+            and not re.search(rf"\.{re.escape(f.name)}\b", text)
+        ]
+        sections = {f.section for f in self.fields}
+        left = {s: [f for f in self.fields if f.section == s and f not in unread] for s in sections}
+        return frozenset(f.path for f in unread if left[f.section])
 
     def values(self, dotted: str) -> list[Any]:
         """The sorted distinct values a path takes across runs."""
@@ -186,7 +218,7 @@ class Plan:
             # it at the folder it built); left at its default (empty) everywhere, it is not.
             unused = leaf.run_folder and not any(self.values(leaf.dotted))
             fixed = leaf.structural and not self.varies(leaf.dotted) and not leaf.run_folder
-            if unused:
+            if unused or leaf.path in self.omit:
                 continue
             if leaf.path in _NOT_CONFIG or fixed:
                 continue
@@ -278,6 +310,19 @@ class Plan:
         """A run resolved with `--set`/profiles must not need code that was not generated."""
         problems = []
         for leaf in self.leaves:
+            if leaf.path in self.omit:
+                value = _hashable(get_path(config, leaf.path))
+                if value != self.values(leaf.dotted)[0]:
+                    problems.append(
+                        Diagnostic(
+                            f"{origin} sets `{leaf.dotted}` to {_literal(value)}, but no code "
+                            "of this spec reads it",
+                            None,
+                            help="a setting for a feature the spec does not use (a metric "
+                            "or a target it does not ask for): drop it, or use the feature",
+                        )
+                    )
+                continue
             if not leaf.structural or leaf.path in _NOT_CONFIG:
                 continue
             value = _hashable(get_path(config, leaf.path))

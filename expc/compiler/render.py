@@ -81,11 +81,18 @@ def config_key(path: tuple[str, ...]) -> str:
 
 
 def render(spec: ir.Spec) -> dict[str, str]:
-    """Render every file of the experiment's package, unformatted."""
-    config = spec.config
-    composition = components.for_config(config)
+    """Render every file of the experiment's package, unformatted: once with every config
+    field, then, when some field is read by no file, again without it."""
     plan = Plan(spec)
     plan.check_structure()
+    files = _render(spec, plan)
+    unread = plan.unread(files)
+    return _render(spec, Plan(spec, omit=unread)) if unread else files
+
+
+def _render(spec: ir.Spec, plan: Plan) -> dict[str, str]:
+    config = spec.config
+    composition = plan.composition
     smoke = components.smoke_profile(spec)
     profiles = [*spec.profiles] + ([smoke] if smoke not in spec.profiles else [])
     context = {

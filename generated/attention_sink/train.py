@@ -56,8 +56,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # default
     eval_every: int = 100  # specs/gated_attention.exp line 38
     eval_batches: int = 16  # specs/gated_attention.exp line 39
-    spike_factor: float = 1.5  # default
-    spike_window: int = 50  # default
     checkpoint_every: int = 0  # default
 
 
@@ -65,7 +63,6 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 0  # default
 
 

@@ -82,7 +82,6 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 1  # spec line 52
 
 

@@ -41,7 +41,6 @@ from .model import DiT, ModelConfig
 class DataConfig:
     """`data` settings; defaults are the spec's base values."""
 
-    path: str = ""  # default
     n: int = 64  # spec line 14
     held_out: int = 512  # spec line 15
     size: int = 8  # spec line 16
@@ -95,7 +94,6 @@ class EvalConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 1  # spec line 60
 
 

@@ -41,7 +41,6 @@ from .model import ModelConfig, UNet
 class DataConfig:
     """`data` settings; defaults are the spec's base values."""
 
-    path: str = ""  # default
     n: int = 64  # specs/diffusion_memorization.exp line 16
     held_out: int = 512  # specs/diffusion_memorization.exp line 17
     size: int = 8  # specs/diffusion_memorization.exp line 18
@@ -95,7 +94,6 @@ class EvalConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 1  # specs/diffusion_memorization.exp line 63
 
 

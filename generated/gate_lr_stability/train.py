@@ -66,7 +66,6 @@ class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
     precision: Literal["bf16", "fp32"] = "fp32"  # default
-    devices: int = 1  # default
     threads: int = 0  # default
 
 

@@ -64,7 +64,6 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 0  # default
 
 

@@ -56,8 +56,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # default
     eval_every: int = 200  # spec line 27
     eval_batches: int = 32  # spec line 28
-    spike_factor: float = 1.5  # default
-    spike_window: int = 50  # default
     checkpoint_every: int = 0  # default
 
 
@@ -65,7 +63,6 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 0  # default
 
 

@@ -45,10 +45,6 @@ class ModelConfig:
         "runs/gated_attention/gated",
     )  # spec line 21
     format: Literal["auto", "chat", "raw"] = "auto"  # default
-    concurrency: int = 4  # default
-    timeout_s: float = 120.0  # default
-    retries: int = 5  # default
-    samples_per_request: int = 1  # default
     max_context: int = 256  # spec line 22
 
 
@@ -84,7 +80,6 @@ class EvalConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 0  # default
 
 

@@ -122,6 +122,9 @@ class Objective:
     variable_structure: frozenset[Path] = frozenset()
     # "module:function" in expc.runtime: (experiment_dir) -> list of report.md lines.
     report: str | None = None
+    # Config fields the report reads from config.json (dotted spec paths): kept in the
+    # generated config even when no generated code reads them.
+    report_reads: tuple[str, ...] = ()
     # `--smoke` for a spec without its own `profile smoke`: a seconds-long run.
     smoke: tuple[ir.Override, ...] = ir.DEFAULT_SMOKE
     # A data block the spec may leave out (hivemind's built-in prompts).

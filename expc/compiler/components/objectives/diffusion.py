@@ -195,6 +195,7 @@ OBJECTIVE = Objective(
     run_rules=(_betas_increase, _sampling_steps_fit, _first_eval_within_training),
     variable_structure=frozenset({("objective", "schedule"), ("eval", "sampler")}),
     report="expc.runtime.diffusion.report:analyse",
+    report_reads=("eval.memorization_threshold", "eval.generalization_tolerance", "data.n"),
     # The transformer's probe on held-out images at the middle timestep (a DiT only).
     measures_architecture=True,
     # `--smoke` without a `profile smoke`: a few steps, two small evaluations.

@@ -95,7 +95,7 @@ def test_precision_and_compile_may_differ_between_variants(tmp_path: Path) -> No
     train = files["tiny/train.py"]
     # Each run's own precision (runtime.Precision autocasts the steps; evaluation too).
     assert "runtime.Precision(run.target.precision, target)" in train
-    assert "with precision.autocast():" in train
+    assert "with self.precision.autocast():" in train
     assert "torch.compile(self.model) if run.target.compile else self.model" in train
     # Only the fp32 and bf16 runs are trained here (torch.compile takes ~10 s on CPU).
     spec = tmp_path / "mixed.exp"
@@ -258,7 +258,7 @@ def test_next_token_trains_on_arithmetic_demonstrations(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = _rows(tmp_path / "runs" / "lm_arith" / "main")
     assert rows[-1]["val_loss"] < rows[0]["val_loss"] < 5.6  # below uniform (ln 256 = 5.55)
-    assert "demonstration_text" in (tmp_path / "gen" / "lm_arith" / "train.py").read_text()
+    assert "rlvr.demonstration_tokens" in (tmp_path / "gen" / "lm_arith" / "train.py").read_text()
 
 
 def test_a_data_field_of_another_role_is_refused() -> None:

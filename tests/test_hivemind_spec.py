@@ -34,7 +34,8 @@ def test_the_spec_compiles_to_code_specialised_to_its_generators() -> None:
     assert "JsonlResponses" not in train and "OpenAIEndpoint" not in train
     assert '"min_p": Run("min_p", objective=ObjectiveConfig(min_p=0.1, temperature=2.0' in train
     assert "top_p: float = 0.9  # spec line" in train and "n: int = 50  # spec line" in train
-    assert "steps: int = 3" in train  # two generators, then embedding and analysis
+    assert "STAGES = 3" in train  # two generators, then embedding and analysis
+    assert "class TrainConfig" not in train  # nothing is trained: no training settings
 
 
 def test_every_generator_kind_compiles_to_lint_clean_code(tmp_path: Path) -> None:

@@ -53,8 +53,6 @@ class TrainConfig:
     grad_clip: float = 1.0  # default
     eval_every: int = 100  # default
     eval_batches: int = 10  # default
-    spike_factor: float = 1.5  # default
-    spike_window: int = 50  # default
     checkpoint_every: int = 0  # default
 
 
@@ -62,7 +60,6 @@ class TrainConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 0  # default
 
 
@@ -227,8 +224,13 @@ def train(
     return runtime.fit(NextTokenTraining(run, out_dir, target), out_dir, progress, resume)
 
 
+def total_steps(run: Run) -> int:
+    """What a run's progress bar counts: its training steps."""
+    return run.train.steps
+
+
 def main(argv: list[str] | None = None) -> None:
-    runtime.main("vanilla_minimal", RUNS, PROFILES, train, argv)
+    runtime.main("vanilla_minimal", RUNS, PROFILES, train, argv, total_steps)
 
 
 if __name__ == "__main__":

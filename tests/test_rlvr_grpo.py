@@ -118,7 +118,7 @@ def test_token_logprobs_are_the_sampling_distribution(tiny) -> None:
 
 def test_the_pieces_make_a_working_grpo_loop(tiny) -> None:
     """Sampling, masks, group advantages, log-probabilities and the clipped loss, put
-    together as the generated grpo_step does: the reward (first byte below 64, about a
+    together as the generated RLVRTraining.step does: the reward (first byte below 64, about a
     quarter at init) rises to nearly 1."""
     torch.manual_seed(0)
     policy = tiny.Transformer(tiny.ModelConfig())

@@ -68,11 +68,9 @@ def test_base_counts_come_from_the_stage_1_checkpoint(smoke: Path, package) -> N
     run_dir = smoke / "gated"
     run = apply_overrides(train_module.RUNS["gated"], train_module.PROFILES["smoke"])
     assert dataclasses.asdict(run) == json.loads((run_dir / "config.json").read_text())
-    cpu = torch.device("cpu")
-    base = train_module.load_base(run_dir / "pretrain.pt", run, cpu)
-    task = train_module.make_task(run.data)
-    problems = task.test_problems(run.eval.problems, seed=run.seed)
-    counts = train_module.count_correct(base, problems, run.eval.samples, run, task, cpu)
+    training = train_module.RLVRTraining(run, run_dir, torch.device("cpu"))
+    base = training.load_base()  # run_dir/pretrain.pt, frozen
+    counts = training.count_correct(base, run.eval.samples)
     assert counts == json.loads((run_dir / "passk.json").read_text())["base"]["correct"]
 
 

@@ -22,10 +22,9 @@ This file alone, one run, no compiler needed:
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,34 +37,6 @@ from .model import ModelConfig, Transformer
 
 # -----------------------------------------------------------------------------
 # config
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """`train` settings: the two stages and their shared AdamW settings; defaults are the
-    spec's base values."""
-
-    pretrain_steps: int = 4000  # spec line 37
-    pretrain_batch_size: int = 64  # spec line 38
-    pretrain_lr: float = 0.003  # spec line 39
-    pretrain_warmup: int = 50  # spec line 40
-    pretrain_eval_every: int = 1000  # spec line 41
-    rl_steps: int = 150  # spec line 44
-    rl_prompts: int = 32  # spec line 45
-    rl_lr: float = 0.0001  # spec line 46
-    rl_updates: int = 1  # default
-    rl_eval_every: int = 25  # spec line 47
-    weight_decay: float = 0.0  # default
-    beta1: float = 0.9  # default
-    beta2: float = 0.98  # default
-    min_lr_ratio: float = 0.1  # default
-    grad_clip: float = 1.0  # default
-    checkpoint_every: int = 0  # default
-
-    @property
-    def steps(self) -> int:
-        """Both stages' steps: what the progress bar counts."""
-        return self.pretrain_steps + self.rl_steps
 
 
 @dataclass(frozen=True)
@@ -91,6 +62,28 @@ class ObjectiveConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """`train` settings; defaults are the spec's base values."""
+
+    pretrain_steps: int = 4000  # spec line 37
+    pretrain_batch_size: int = 64  # spec line 38
+    pretrain_lr: float = 0.003  # spec line 39
+    pretrain_warmup: int = 50  # spec line 40
+    pretrain_eval_every: int = 1000  # spec line 41
+    rl_steps: int = 150  # spec line 44
+    rl_prompts: int = 32  # spec line 45
+    rl_lr: float = 0.0001  # spec line 46
+    rl_updates: int = 1  # default
+    rl_eval_every: int = 25  # spec line 47
+    weight_decay: float = 0.0  # default
+    beta1: float = 0.9  # default
+    beta2: float = 0.98  # default
+    min_lr_ratio: float = 0.1  # default
+    grad_clip: float = 1.0  # default
+    checkpoint_every: int = 0  # default
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """`eval` settings; defaults are the spec's base values."""
 
@@ -106,7 +99,6 @@ class EvalConfig:
 class TargetConfig:
     """`target` settings; defaults are the spec's base values."""
 
-    devices: int = 1  # default
     threads: int = 1  # spec line 60
 
 
@@ -155,17 +147,21 @@ METRICS = (
     "clip_fraction",
     "completion_length",
     "diverged",
+    "blown_up",
 )
+# A pretraining row whose mean loss is above this multiple of the stage's first is marked
+# blown_up: the byte-level loss starts near ln(256). GRPO's loss is signed: not watched.
+BLOWUP = 2.0
 DEVICE = "cpu"  # spec line 59; `expc run --device` overrides
 STOP = rlvr.STOP_TOKEN  # a newline ends every completion
 
 
 # -----------------------------------------------------------------------------
-# data (spec line 11)
+# one run's training (spec line 27): its task, its GRPO batches, the stages' hooks
 
 
 def make_task(config: DataConfig) -> rlvr.ArithmeticTask:
-    """Problem generator, exact verifier, train/test split by problem, noisy demonstrations."""
+    """Problems, their exact verifier, a train/test split (spec line 11), noisy demonstrations."""
     return rlvr.ArithmeticTask(
         operands=config.operands,
         digits=config.digits,
@@ -175,164 +171,252 @@ def make_task(config: DataConfig) -> rlvr.ArithmeticTask:
     )
 
 
-# -----------------------------------------------------------------------------
-# optimiser and learning-rate schedule
+@dataclass
+class Rollouts:
+    """A GRPO step's batch: its problems' completions, scored and normalised."""
+
+    prompts: torch.Tensor
+    completions: torch.Tensor
+    mask: torch.Tensor  # the tokens each completion produced
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    logp_old: torch.Tensor
+    logp_ref: torch.Tensor | None
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, lr: float) -> torch.optim.AdamW:
-    """AdamW; each stage starts a fresh one."""
-    return torch.optim.AdamW(
-        model.parameters(),
-        lr=lr,
-        betas=(config.beta1, config.beta2),
-        weight_decay=config.weight_decay,
-    )
+class RLVRTraining(runtime.Training):
+    """Stage 1 (spec line 36): the next-token loss on demonstrations' completions, warmup
+    and cosine decay. Stage 2: GRPO on the verifier's reward from the frozen stage-1 base."""
 
+    metrics = METRICS
 
-def pretrain_lr(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `pretrain.lr`, then cosine decay to `min_lr_ratio` of it."""
-    if step < config.pretrain_warmup:
-        return config.pretrain_lr * (step + 1) / config.pretrain_warmup
-    progress = (step - config.pretrain_warmup) / max(
-        1, config.pretrain_steps - config.pretrain_warmup
-    )
-    floor = config.pretrain_lr * config.min_lr_ratio
-    return floor + 0.5 * (config.pretrain_lr - floor) * (
-        1.0 + math.cos(math.pi * min(1.0, progress))
-    )
-
-
-def clip_and_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> None:
-    if config.grad_clip > 0:  # 0 turns clipping off
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
-
-
-# -----------------------------------------------------------------------------
-# stage 1: next-token loss on the completions of demonstrations (spec line 36)
-
-
-def pretrain_step(
-    model: Transformer,
-    optimizer: torch.optim.Optimizer,
-    task: rlvr.ArithmeticTask,
-    rng: random.Random,
-    run: Run,
-    device: torch.device,
-) -> float:
-    tokens, mask = rlvr.demonstration_batch(task, rng, run.train.pretrain_batch_size)
-    loss = rlvr.masked_next_token_loss(model, tokens.to(device), mask.to(device))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    clip_and_step(model, optimizer, run.train)
-    return loss.item()
-
-
-# -----------------------------------------------------------------------------
-# stage 2: GRPO with the verifier's reward (spec line 27)
-
-
-def grpo_step(
-    policy: Transformer,
-    base: Transformer,
-    optimizer: torch.optim.Optimizer,
-    problems: list[rlvr.Problem],
-    run: Run,
-    task: rlvr.ArithmeticTask,
-    device: torch.device,
-    generator: torch.Generator,
-) -> dict[str, float]:
-    """Sample `group_size` completions per problem from the current policy (pi_old), score
-    them with the verifier, normalise the rewards within each group, then take `rl.updates`
-    optimiser steps on the clipped ratio objective (minus the KL to the base when kl > 0)."""
-    objective = run.objective
-    group = objective.group_size
-    prompts = torch.tensor([rlvr.encode(p.prompt) for p in problems], device=device)
-    prompts = prompts.repeat_interleave(group, dim=0)  # G rows per problem
-    policy.eval()
-    completions = generate(
-        policy,
-        prompts,
-        task.max_completion_length,
-        temperature=objective.temperature,
-        top_p=objective.top_p,
-        stop_token=STOP,
-        generator=generator,
-    )
-    mask = rlvr.completion_mask(completions, STOP)  # the tokens each completion produced
-    scores = [rlvr.reward(problems[i // group], row) for i, row in enumerate(completions.tolist())]
-    rewards = torch.tensor(scores).view(len(problems), group)
-    advantages = rlvr.group_advantages(rewards).flatten().to(device)
-    with torch.no_grad():
-        logp_old = rlvr.token_logprobs(policy, prompts, completions, objective.temperature)
-        logp_ref = None
-        if objective.kl > 0:  # the base model is the reference policy
-            logp_ref = rlvr.token_logprobs(base, prompts, completions, objective.temperature)
-    policy.train()
-    for _ in range(run.train.rl_updates):
-        logp = rlvr.token_logprobs(policy, prompts, completions, objective.temperature)
-        parts = rlvr.grpo_loss(
-            logp,
-            logp_old,
-            advantages,
-            mask,
-            clip_eps=objective.clip,
-            kl_beta=objective.kl,
-            logp_ref=logp_ref,
+    def __init__(self, run: Run, out_dir: Path, target: torch.device) -> None:
+        super().__init__(run, out_dir, target)
+        self.task = make_task(run.data)
+        self.test_problems = self.task.test_problems(run.eval.problems, seed=run.seed)
+        self.model = Transformer(run.model).to(target)
+        self.optimizer = self.adamw(run.train.pretrain_lr)
+        self.precision = runtime.Precision("fp32", target)
+        self.clip = run.train.grad_clip
+        # Training problems and demonstration slips; GRPO rollouts.
+        self.problems = random.Random(run.seed)
+        self.sampler = torch.Generator(target).manual_seed(run.seed)
+        train = run.train
+        schedule = runtime.WarmupCosine(
+            train.pretrain_lr, train.pretrain_warmup, train.pretrain_steps, train.min_lr_ratio
         )
-        optimizer.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        clip_and_step(policy, optimizer, run.train)
-    return {
-        "loss": parts.loss.item(),
-        "reward": rewards.mean().item(),
-        "kl": parts.kl,
-        "clip_fraction": parts.clip_fraction,
-        "completion_length": mask.sum(dim=1).mean().item(),
-    }
+        self.stages = [
+            runtime.Stage(
+                train.pretrain_steps, train.pretrain_eval_every, lr=schedule, blowup=BLOWUP
+            ),
+            runtime.Stage(train.rl_steps, train.rl_eval_every, lr=runtime.Constant(train.rl_lr)),
+        ]
+        self.base: Transformer | None = None  # the frozen stage-1 model
+        self.base_correct: list[int] | None = None  # its correct samples per held-out problem
+        self.budget: dict[str, float] = {}  # wall seconds of each stage and evaluation
+        self.started = time.perf_counter()
+
+    def adamw(self, lr: float) -> torch.optim.AdamW:
+        """AdamW; each stage starts a fresh one."""
+        return torch.optim.AdamW(
+            self.model.parameters(),
+            lr=lr,
+            betas=(self.run.train.beta1, self.run.train.beta2),
+            weight_decay=self.run.train.weight_decay,
+        )
+
+    def load_base(self) -> Transformer:
+        """The stage-1 checkpoint as a frozen model: the base of the comparison."""
+        base = Transformer(self.run.model).to(self.target)
+        base.load_state_dict(runtime.load_checkpoint(self.out_dir / "pretrain.pt")["model"])
+        return base.eval().requires_grad_(False)
+
+    def end_stage(self, index: int) -> None:
+        """Stage 1 ends: its weights are the base; stage 2 starts from them, a fresh AdamW."""
+        if index == 1:
+            return
+        self.budget["pretrain_s"] = time.perf_counter() - self.started
+        runtime.save_checkpoint(
+            self.out_dir / "pretrain.pt",
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.run.train.pretrain_steps,
+        )
+        self.base = self.load_base()
+        self.optimizer = self.adamw(self.run.train.rl_lr)
+        clock = time.perf_counter()
+        self.base_correct = self.count_correct(self.base, self.run.eval.samples)
+        self.budget["base_eval_s"] = time.perf_counter() - clock
+        self.budget["rl_started_s"] = time.perf_counter() - self.started
+
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Demonstrations of training problems, and the mask of their completions' tokens."""
+        tokens, mask = rlvr.demonstration_batch(
+            self.task, self.problems, self.run.train.pretrain_batch_size
+        )
+        return tokens.to(self.target), mask.to(self.target)
+
+    def loss(
+        self, model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return rlvr.masked_next_token_loss(model, tokens, mask)
+
+    def rollouts(self) -> Rollouts:
+        """`group_size` completions from pi_old of each of `rl.prompts` training problems, the
+        rewards normalised per group, log-probabilities under pi_old and (kl > 0) the base."""
+        objective, policy = self.run.objective, self.model
+        problems = [
+            self.task.train_problem(self.problems) for _ in range(self.run.train.rl_prompts)
+        ]
+        prompts = torch.tensor([rlvr.encode(p.prompt) for p in problems], device=self.target)
+        prompts = prompts.repeat_interleave(objective.group_size, dim=0)  # G rows per problem
+        policy.eval()
+        completions = generate(
+            policy,
+            prompts,
+            self.task.max_completion_length,
+            temperature=objective.temperature,
+            top_p=objective.top_p,
+            stop_token=STOP,
+            generator=self.sampler,
+        )
+        scores = [
+            rlvr.reward(problems[i // objective.group_size], row)
+            for i, row in enumerate(completions.tolist())
+        ]
+        rewards = torch.tensor(scores).view(len(problems), objective.group_size)
+        with torch.no_grad():
+            logp_old = rlvr.token_logprobs(policy, prompts, completions, objective.temperature)
+            logp_ref = None
+            if objective.kl > 0:  # the base model is the reference policy
+                logp_ref = rlvr.token_logprobs(
+                    self.base, prompts, completions, objective.temperature
+                )
+        policy.train()
+        advantages = rlvr.group_advantages(rewards).flatten().to(self.target)
+        return Rollouts(
+            prompts,
+            completions,
+            rlvr.completion_mask(completions, STOP),
+            rewards,
+            advantages,
+            logp_old,
+            logp_ref,
+        )
+
+    def grpo_loss(self, logp: torch.Tensor, batch: Rollouts) -> rlvr.LossParts:
+        """The clipped ratio objective (minus the KL to the base when kl > 0)."""
+        return rlvr.grpo_loss(
+            logp,
+            batch.logp_old,
+            batch.advantages,
+            batch.mask,
+            clip_eps=self.run.objective.clip,
+            kl_beta=self.run.objective.kl,
+            logp_ref=batch.logp_ref,
+        )
+
+    def grpo_stats(self, parts: rlvr.LossParts, batch: Rollouts) -> tuple[float, dict[str, float]]:
+        """The step's loss and statistics, as Python numbers."""
+        mean = torch.Tensor.item  # parts.kl, parts.clip_fraction: float32 values, exact as tensors
+        stats = {
+            "reward": batch.rewards.mean(),
+            "kl": torch.tensor(parts.kl),
+            "clip_fraction": torch.tensor(parts.clip_fraction),
+            "completion_length": batch.mask.sum(dim=1).mean(),
+        }
+        return mean(parts.loss), {key: mean(value) for key, value in stats.items()}
+
+    def step(self, step: int) -> tuple[float, dict[str, float]]:
+        """Stage 1: draw() and loss(). Stage 2: rollouts, then `rl.updates` optimiser steps."""
+        if step < self.run.train.pretrain_steps:
+            return super().step(step)
+        batch = self.rollouts()
+        for _ in range(self.run.train.rl_updates):
+            logp = rlvr.token_logprobs(
+                self.trained, batch.prompts, batch.completions, self.run.objective.temperature
+            )
+            parts = self.grpo_loss(logp, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.precision.backward(parts.loss)
+            self.apply_gradients()
+        return self.grpo_stats(parts, batch)
+
+    def count_correct(self, model: Transformer, samples: int) -> list[int]:
+        """Correct samples per held-out problem (spec line 53) at the eval temperature / top-p, from
+        the same random stream every time (both models see the same draws)."""
+        model.eval()
+        counts = rlvr.count_correct(
+            model,
+            self.test_problems,
+            samples,
+            self.task.max_completion_length,
+            temperature=self.run.eval.temperature,
+            top_p=self.run.eval.top_p,
+            batch_size=self.run.eval.batch_size,
+            generator=torch.Generator(self.target).manual_seed(self.run.seed + 1),
+            device=self.target,
+        )
+        model.train()
+        return counts
+
+    def evaluate(self, done: int) -> dict[str, float]:
+        row: dict[str, float] = {}
+        samples = self.run.eval.track_samples
+        correct = self.count_correct(self.model, samples)
+        row["pass_at_1"] = sum(correct) / (samples * len(correct))
+        return row
+
+    def close(self, row: dict[str, float], diverged: bool) -> dict[str, float]:
+        """pass@k of the RL model against its base (passk.json); the summary adds both."""
+        if diverged or self.base_correct is None:
+            return row
+        train, spent, samples = self.run.train, self.budget, self.run.eval.samples
+        rl_seconds = time.perf_counter() - self.started - spent["rl_started_s"]
+        clock = time.perf_counter()
+        rl_correct = self.count_correct(self.model, samples)
+        budget = {
+            "pretrain_steps": train.pretrain_steps,
+            "demonstrations": train.pretrain_steps * train.pretrain_batch_size,
+            "pretrain_s": spent["pretrain_s"],
+            "rl_steps": train.rl_steps,
+            "rollouts": train.rl_steps * train.rl_prompts * self.run.objective.group_size,
+            "rl_s": rl_seconds,
+            "eval_s": spent["base_eval_s"] + time.perf_counter() - clock,
+        }
+        summary = rlvr.passk_summary(self.base_correct, rl_correct, samples, budget=budget)
+        rlvr.write_passk(self.out_dir, summary)
+        k = summary["ks"][-1]  # the largest power of two <= samples
+        base, rl = summary["base"]["pass_at_k"], summary["rl"]["pass_at_k"]
+        return {
+            **row,
+            "base_pass_at_1": base[0],
+            "rl_pass_at_1": rl[0],
+            f"base_pass_at_{k}": base[-1],
+            f"rl_pass_at_{k}": rl[-1],
+        }
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            **super().state_dict(),
+            "problems": self.problems.getstate(),
+            "sampler": self.sampler.get_state(),
+            "budget": self.budget,
+            "base_correct": self.base_correct,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        self.problems.setstate(state["problems"])
+        self.sampler.set_state(state["sampler"])
+        self.budget, self.base_correct = state["budget"], state["base_correct"]
+        self.started = time.perf_counter() - state["elapsed_s"]  # the loop's clock
+        if state["step"] >= self.run.train.pretrain_steps:  # resumed in stage 2
+            self.base = self.load_base()
 
 
 # -----------------------------------------------------------------------------
-# evaluation on held-out problems (spec line 53)
-
-
-def count_correct(
-    model: Transformer,
-    problems: list[rlvr.Problem],
-    samples: int,
-    run: Run,
-    task: rlvr.ArithmeticTask,
-    device: torch.device,
-) -> list[int]:
-    """Correct samples per problem at the eval temperature / top-p, from the same random
-    stream every time (both models see the same draws)."""
-    model.eval()
-    counts = rlvr.count_correct(
-        model,
-        problems,
-        samples,
-        task.max_completion_length,
-        temperature=run.eval.temperature,
-        top_p=run.eval.top_p,
-        batch_size=run.eval.batch_size,
-        generator=torch.Generator(device).manual_seed(run.seed + 1),
-        device=device,
-    )
-    model.train()
-    return counts
-
-
-def load_base(path: Path, run: Run, device: torch.device) -> Transformer:
-    """The stage-1 checkpoint as a frozen model: the base of the comparison."""
-    base = Transformer(run.model).to(device)
-    base.load_state_dict(runtime.load_checkpoint(path)["model"])
-    return base.eval().requires_grad_(False)
-
-
-# -----------------------------------------------------------------------------
-# training loop
+# training: the loop is runtime.fit's, the same for every objective
 
 
 def train(
@@ -342,150 +426,24 @@ def train(
     device: str | None = None,
     resume: bool = False,
 ) -> dict[str, float]:
-    """Stage 1, stage 2, then pass@k of both models; a metrics.jsonl row per evaluation.
+    """Train one run; append a metrics.jsonl row per evaluation; return its summary.
 
-    With `resume`, continue from out_dir/checkpoint.pt where it was taken: the same
-    parameters, optimiser moments, problem stream and random states, in either stage.
+    With `resume`, continue from out_dir/checkpoint.pt exactly where it was taken: the
+    same parameters, optimiser moments, problem stream and random states, in either
+    stage, so the metrics match an uninterrupted run.
     """
     runtime.configure_torch(seed=run.seed, threads=run.target.threads)
     target = runtime.resolve_device(DEVICE, override=device)
-    task = make_task(run.data)
-    test_problems = task.test_problems(run.eval.problems, seed=run.seed)
-    pretrain_steps, total = run.train.pretrain_steps, run.train.steps
-    model = Transformer(run.model).to(target)
-    optimizer = make_optimizer(model, run.train, run.train.pretrain_lr)
-    # Training problems and demonstration slips.
-    problems = random.Random(run.seed)
-    sampler = torch.Generator(target).manual_seed(run.seed)  # GRPO rollouts
-    base_path = out_dir / "pretrain.pt"
-    checkpoint_path = out_dir / "checkpoint.pt"
-    first_step, running, elapsed = 0, {}, 0.0
-    budget: dict[str, float] = {}  # wall seconds of each stage and evaluation
-    base_correct: list[int] | None = None
-    state = (
-        runtime.load_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
-    )
-    if state is not None:
-        first_step = state["step"]
-        if first_step >= pretrain_steps:
-            optimizer = make_optimizer(model, run.train, run.train.rl_lr)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        problems.setstate(state["problems"])
-        sampler.set_state(state["sampler"])
-        runtime.restore_rng(state["rng"])
-        running, elapsed = state["running"], state["elapsed_s"]
-        budget, base_correct = state["budget"], state["base_correct"]
-    base = load_base(base_path, run, target) if first_step >= pretrain_steps else None
-    logger = runtime.MetricsLogger(
-        out_dir,
-        config=asdict(run),
-        resume_from=first_step if state is not None else None,
-    )
-    row = logger.rows[-1] if logger.rows else {}
-    started = time.perf_counter() - elapsed
-    if progress is not None:
-        progress.advance(steps=first_step)
-    for step in range(first_step, total):
-        if step < pretrain_steps:
-            lr = pretrain_lr(step, run.train)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            value = pretrain_step(model, optimizer, task, problems, run, target)
-            running.setdefault("train_loss", []).append(value)
-        else:
-            assert base is not None  # loaded when stage 1 ended
-            lr = run.train.rl_lr
-            batch = [task.train_problem(problems) for _ in range(run.train.rl_prompts)]
-            stats = grpo_step(model, base, optimizer, batch, run, task, target, sampler)
-            value = stats.pop("loss")
-            for key, number in stats.items():
-                running.setdefault(key, []).append(number)
-        done = step + 1
-        if not math.isfinite(value):  # diverged: record it and stop, NaNs teach nothing
-            row = {"step": done, "lr": lr, "diverged": 1}
-            logger.log(row)
-            logger.close(summary=row)
-            return row
-        stage_ends = done in (pretrain_steps, total)
-        if done <= pretrain_steps:
-            evaluated = done % run.train.pretrain_eval_every == 0 or stage_ends
-        else:
-            evaluated = (done - pretrain_steps) % run.train.rl_eval_every == 0 or stage_ends
-        if evaluated:
-            row = {
-                "step": done,
-                "lr": lr,
-                "elapsed_s": time.perf_counter() - started,
-                **{key: sum(values) / len(values) for key, values in running.items()},
-            }
-            samples = run.eval.track_samples
-            correct = count_correct(model, test_problems, samples, run, task, target)
-            row["pass_at_1"] = sum(correct) / (samples * len(correct))
-            logger.log({key: row[key] for key in METRICS if key in row})
-            running = {}
-        if done == pretrain_steps:
-            # Stage 1 ends: its checkpoint is the base model, and stage 2 starts from it.
-            budget["pretrain_s"] = time.perf_counter() - started
-            runtime.save_checkpoint(base_path, model=model, optimizer=optimizer, step=done)
-            base = load_base(base_path, run, target)
-            model.load_state_dict(runtime.load_checkpoint(base_path)["model"])
-            optimizer = make_optimizer(model, run.train, run.train.rl_lr)
-            clock = time.perf_counter()
-            base_correct = count_correct(base, test_problems, run.eval.samples, run, task, target)
-            budget["base_eval_s"] = time.perf_counter() - clock
-            budget["rl_started_s"] = time.perf_counter() - started
-        every = run.train.checkpoint_every
-        due = (every and done % every == 0) or (not every and evaluated) or stage_ends
-        if due:
-            runtime.save_checkpoint(
-                checkpoint_path,
-                model=model,
-                optimizer=optimizer,
-                step=done,
-                run=asdict(run),
-                problems=problems.getstate(),
-                sampler=sampler.get_state(),
-                running=running,
-                elapsed_s=time.perf_counter() - started,
-                budget=budget,
-                base_correct=base_correct,
-            )
-        if progress is not None:
-            progress.advance(loss=value)
-    assert base is not None and base_correct is not None
-    rl_seconds = time.perf_counter() - started - budget["rl_started_s"]
-    clock = time.perf_counter()
-    rl_correct = count_correct(model, test_problems, run.eval.samples, run, task, target)
-    summary = rlvr.passk_summary(
-        base_correct,
-        rl_correct,
-        run.eval.samples,
-        budget={
-            "pretrain_steps": pretrain_steps,
-            "demonstrations": pretrain_steps * run.train.pretrain_batch_size,
-            "pretrain_s": budget["pretrain_s"],
-            "rl_steps": run.train.rl_steps,
-            "rollouts": run.train.rl_steps * run.train.rl_prompts * run.objective.group_size,
-            "rl_s": rl_seconds,
-            "eval_s": budget["base_eval_s"] + time.perf_counter() - clock,
-        },
-    )
-    rlvr.write_passk(out_dir, summary)
-    k = summary["ks"][-1]  # the largest power of two <= samples
-    final = {
-        **row,
-        "base_pass_at_1": summary["base"]["pass_at_k"][0],
-        "rl_pass_at_1": summary["rl"]["pass_at_k"][0],
-        f"base_pass_at_{k}": summary["base"]["pass_at_k"][-1],
-        f"rl_pass_at_{k}": summary["rl"]["pass_at_k"][-1],
-    }
-    logger.close(summary=final)
-    return final
+    return runtime.fit(RLVRTraining(run, out_dir, target), out_dir, progress, resume)
+
+
+def total_steps(run: Run) -> int:
+    """What a run's progress bar counts: both stages' steps."""
+    return run.train.pretrain_steps + run.train.rl_steps
 
 
 def main(argv: list[str] | None = None) -> None:
-    runtime.main("rlvr_passk", RUNS, PROFILES, train, argv)
+    runtime.main("rlvr_passk", RUNS, PROFILES, train, argv, total_steps)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def verdict_of(
     except (OSError, ValueError):
         written = None
     finished = (run_dir / "summary.json").exists() and written is not None
-    same = written == json.loads(json.dumps(config))
+    same = _same(written, json.loads(json.dumps(config)))
     if not finished:
         if not (resume and written is not None and (run_dir / "checkpoint.pt").exists()):
             return Verdict(skip=False)
@@ -96,9 +96,26 @@ def _damaged_for_resume(run_dir: Path) -> str | None:
     return f"metrics.jsonl line {line} is corrupt" if line else None
 
 
+def _same(written: Any, config: dict) -> bool:
+    """Whether a run folder's config.json is this config's. A setting the folder records
+    that this config no longer has (a field no generated code reads any more, so left out
+    of the config) changes nothing the run computes, and is not a difference."""
+    if not isinstance(written, dict):
+        return False
+    return not _differing(written, config)
+
+
+def _differing(before: dict, after: dict) -> list[str]:
+    flat_before, flat_after = flatten(before), flatten(after)
+    return [k for k in flat_after if flat_before.get(k, _MISSING) != flat_after[k]]
+
+
+_MISSING = object()
+
+
 def _changes(before: dict, after: dict, limit: int = 3) -> str:
     flat_before, flat_after = flatten(before), flatten(after)
-    keys = [k for k in {**flat_before, **flat_after} if flat_before.get(k) != flat_after.get(k)]
+    keys = _differing(before, after)
     shown = [f"{k} {_short(flat_before.get(k))} -> {_short(flat_after.get(k))}" for k in keys]
     more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
     return ", ".join(shown[:limit]) + more

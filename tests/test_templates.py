@@ -6,6 +6,7 @@ not a second copy of it)."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -90,3 +91,25 @@ def test_setting_a_field_no_code_reads_is_an_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "sets `train.spike_factor` to 2.0, but no code of this spec reads it" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_a_run_finished_with_a_setting_no_code_reads_any_more_is_still_finished(
+    tmp_path: Path,
+) -> None:
+    """A folder whose config.json records a field the generated config no longer has (no
+    code reads it) holds this config's run: it is skipped, not refused as changed."""
+    spec = tmp_path / "tiny.exp"
+    spec.write_text(MINIMAL)
+    args = ("run", spec, "--out", tmp_path / "runs", "--generated", tmp_path / "gen")
+    assert run_cli(*args).exit_code == 0
+    config_path = tmp_path / "runs" / "tiny" / "main" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["train"]["spike_factor"] = 1.5  # what expc wrote before it left the field out
+    config_path.write_text(json.dumps(config))
+    again = run_cli(*args)
+    assert again.exit_code == 0, again.output
+    assert "finished earlier with this config, skipped" in again.output
+    config["train"]["steps"] = 3  # a field the code reads: that is another config
+    config_path.write_text(json.dumps(config))
+    refused = run_cli(*args)
+    assert refused.exit_code == 1 and "train.steps 3 -> 2" in refused.output

@@ -140,8 +140,10 @@ class _Output:
 def _compile_one(path: Path) -> _Output | None:
     """Compile one spec (or take it from the result cache), unformatted; print its errors.
     `_compile_all` formats every spec's files with one ruff run."""
+    from expc.compiler.source import read_spec_text
+
     try:
-        name, text = display_name(path), path.read_text(encoding="utf-8")
+        name, text = display_name(path), read_spec_text(path)
     except (OSError, UnicodeDecodeError) as error:
         raise _fail(f"cannot read {path}: {error}") from None
     where = str(path.resolve())
@@ -246,6 +248,16 @@ def _write(changes: dict[Path, str | None]) -> None:
             path.write_text(text, encoding="utf-8")
 
 
+def _read_policy(root: Path | None, allow: list[Path] | None) -> None:
+    """`--root` and `--allow-path`: where the files specs name may be (safe_read.py)."""
+    from expc.safe_read import configure
+
+    for folder in [*([root] if root is not None else []), *(allow or [])]:
+        if not folder.is_dir():
+            raise _fail(f"{folder} is not a folder", "--root and --allow-path take folders")
+    configure(root, allow or ())
+
+
 def _main(fn):  # noqa: ANN001, ANN202 - a decorator over typer commands
     """Turn expc's expected failures into exit codes without tracebacks."""
     import functools
@@ -267,8 +279,15 @@ def compile(
     output: Path = typer.Option(
         None, "--output", "-o", help="Output folder (default: generated/, for specs/ only)."
     ),
+    root: Path = typer.Option(
+        None, "--root", help="Project root: the files a spec names must lie inside it."
+    ),
+    allow_path: list[Path] = typer.Option(
+        None, "--allow-path", help="A folder outside the root that specs may read (repeatable)."
+    ),
 ) -> None:
     """Compile specs into OUTPUT/<experiment>/ (a Python package of PyTorch code)."""
+    _read_policy(root, allow_path)
     found = _spec_paths(paths)
     output = _output_for(found, output)
     compiled = _compile_all(found)
@@ -288,8 +307,15 @@ def check(
     output: Path = typer.Option(
         None, "--output", "-o", help="Generated folder (default: generated/, for specs/)."
     ),
+    root: Path = typer.Option(
+        None, "--root", help="Project root: the files a spec names must lie inside it."
+    ),
+    allow_path: list[Path] = typer.Option(
+        None, "--allow-path", help="A folder outside the root that specs may read (repeatable)."
+    ),
 ) -> None:
     """Fail (exit 2) with a diff if OUTPUT is not exactly what the specs compile to."""
+    _read_policy(root, allow_path)
     found = _spec_paths(paths)
     output = _output_for(found, output)
     compiled = _compile_all(found)
@@ -588,8 +614,15 @@ def run(
         help="Log runs to MLflow too: mlflow://HOST:PORT.",
         rich_help_panel="Tracking",
     ),
+    root: Path = typer.Option(
+        None, "--root", help="Project root: the files a spec names must lie inside it."
+    ),
+    allow_path: list[Path] = typer.Option(
+        None, "--allow-path", help="A folder outside the root that specs may read (repeatable)."
+    ),
 ) -> None:
     """Compile if needed, then train every run of SPEC (or --variant) and write a report."""
+    _read_policy(root, allow_path)
     from expc.compiler import CompileError
     from expc.runner import execute
     from expc.runtime import RunError

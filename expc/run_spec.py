@@ -193,19 +193,28 @@ def _resolve_blamed(source: SourceFile, compiled, profile, overrides):  # noqa: 
 
 
 def missing_inputs(
-    resolved: ir.Spec, names: list[str], sources: dict[str, SourceFile], console: Console
+    resolved: ir.Spec,
+    names: list[str],
+    sources: dict[str, SourceFile],
+    console: Console,
+    spec_path: Path | None = None,
 ) -> dict[str, str]:
-    """Runs (of `names`) that name a missing input file: each problem printed once, with
-    its place in the spec; run name -> the reason."""
+    """Runs (of `names`) that name a missing input file, or one outside the project root of
+    the spec at `spec_path`: each problem printed once, with its place in the spec; run
+    name -> the reason."""
     from expc.compiler.diagnostics import render_all
     from expc.compiler.inputs import missing_inputs
+    from expc.safe_read import policy_for
+
+    policy = policy_for(spec_path) if spec_path is not None else None
 
     blocked: dict[str, str] = {}
     shown: set[str] = set()
     for run in resolved.runs:
         if run.name not in names:
             continue
-        problems = missing_inputs(resolved.model_copy(update={"runs": (run,)}), Path.cwd())
+        one = resolved.model_copy(update={"runs": (run,)})
+        problems = missing_inputs(one, Path.cwd(), policy)
         if not problems:
             continue
         blocked[run.name] = problems[0].message

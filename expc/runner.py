@@ -85,7 +85,7 @@ def _execute(
         os.environ["TRITON_INTERPRET"] = "1"
     runs = {r.name: r for r in spec.resolved.runs}
     # A run whose input files are missing fails now, located in the spec; the others go on.
-    failed = missing_inputs(spec.resolved, spec.names, spec.sources, session.console)
+    failed = missing_inputs(spec.resolved, spec.names, spec.sources, session.console, spec.path)
     # The runs of other experiments the selected runs read, trained first if missing.
     wanted = [runs[n] for n in spec.names if n not in failed]
     failed.update(

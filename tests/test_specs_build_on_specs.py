@@ -80,6 +80,7 @@ def _values(spec) -> dict:  # noqa: ANN001
 
 
 def test_a_spec_extends_another_with_every_kind_of_override(tmp_path: Path) -> None:
+    _write(tmp_path, "pyproject.toml", "")  # the project root: sub/ may extend ../base.exp
     _write(tmp_path, "base.exp", BASE)
     child = _write(
         tmp_path,

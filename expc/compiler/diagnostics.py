@@ -72,7 +72,7 @@ def render(diagnostic: Diagnostic, sources: dict[str, SourceFile]) -> Text:
         gutter = " " * len(str(span.line))
         out.append(f"{gutter}--> ", style="blue")
         out.append(f"{span}\n")
-        if source is not None:
+        if source is not None and source.echo:
             line = source.line(span.line)
             width = (span.end_column - span.column) if span.end_line == span.line else 0
             width = max(1, min(width, len(line) - span.column + 1))

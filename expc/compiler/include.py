@@ -17,6 +17,7 @@ from expc.compiler.diagnostics import CompileError, Diagnostic
 from expc.compiler.parse import SyntaxTree, parse
 from expc.compiler.paths import display_name
 from expc.compiler.source import SourceFile, Span
+from expc.safe_read import Policy, scope
 
 # Deeper chains are a mistake (or a generated cycle through symlinks), not a design.
 MAX_DEPTH = 32
@@ -79,9 +80,9 @@ class Loaded:
         return located
 
 
-def _read(path: Path, at: Span) -> SourceFile:
+def _read(path: Path, at: Span, echo: bool = True) -> SourceFile:
     try:
-        return SourceFile.read(path)
+        return SourceFile.read(path, echo=echo)
     except FileNotFoundError:
         raise CompileError(
             [
@@ -99,16 +100,51 @@ def _read(path: Path, at: Span) -> SourceFile:
         raise CompileError([Diagnostic(message, at)]) from None
 
 
+def _not_a_spec(written: str, at: Span, why: str) -> CompileError:
+    return CompileError(
+        [
+            Diagnostic(
+                f'"{written}" is not an .exp spec',
+                at,
+                help=f"{why}; `extends` takes another spec",
+            )
+        ]
+    )
+
+
+def _permitted(policy: Policy, target: Path, written: str, at: Span) -> None:
+    if not policy.permits(target):
+        message, help = policy.refusal(f'"{written}"')
+        raise CompileError([Diagnostic(message, at, help=help)])
+
+
 def load(source: SourceFile, keep_comments: bool = False) -> Loaded:
-    """Parse a spec and every spec it extends; raise CompileError with located errors."""
+    """Parse a spec and every spec it extends; raise CompileError with located errors.
+
+    What a spec extends must lie inside its project root (safe_read.Policy), end in `.exp`
+    and parse: a file that is not a spec (a `.env` of secrets) gets one error at the
+    `extends` line, and none of its lines is shown."""
+    with scope(source.path) as policy:
+        return _load(source, keep_comments, policy)
+
+
+def _load(source: SourceFile, keep_comments: bool, policy: Policy) -> Loaded:
     loaded = Loaded(layers=[])
     done: set[Path] = set()
 
-    def visit(source: SourceFile, stack: list[tuple[Path | None, str]]) -> None:
+    def visit(
+        source: SourceFile,
+        stack: list[tuple[Path | None, str]],
+        via: tuple[str, Span] | None = None,
+    ) -> None:
         loaded.sources[source.name] = source
         try:
             tree = parse(source, keep_comments=keep_comments)
         except CompileError as error:
+            first = error.diagnostics[0].span if error.diagnostics else None
+            if via is not None and (first is None or first.line <= 1 or not source.echo):
+                # Its first line is not a spec's: say so, never quote it.
+                error = _not_a_spec(*via, "its first line does not parse as one")
             raise CompileError(loaded.locate(error.diagnostics)) from None
         # Relative to the file; text without one (stdin) has a name relative to the cwd.
         folder = (source.path or Path.cwd() / source.name).parent
@@ -134,11 +170,14 @@ def load(source: SourceFile, keep_comments: bool = False) -> Loaded:
             if target in done:
                 continue
             try:
-                child = _read(target, item.path_span)
+                _permitted(policy, target, item.path, item.path_span)
+                if target.suffix != ".exp":
+                    raise _not_a_spec(item.path, item.path_span, "its name does not end in .exp")
+                child = _read(target, item.path_span, echo=policy.inside_root(target))
             except CompileError as error:
                 raise CompileError(loaded.locate(error.diagnostics)) from None
             loaded.included_from.setdefault(child.name, item.span)
-            visit(child, [*stack, (target, child.name)])
+            visit(child, [*stack, (target, child.name)], (item.path, item.path_span))
         loaded.layers.append(tree)
         if source.path is not None:
             done.add(source.path.resolve())

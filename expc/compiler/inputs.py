@@ -21,12 +21,14 @@ from expc.compiler import components, ir, plan
 from expc.compiler.diagnostics import Diagnostic
 from expc.compiler.source import Span
 from expc.model_registry import REGISTRY, missing_distribution
+from expc.safe_read import Policy
 
 
-def missing_inputs(spec: ir.Spec, cwd: Path) -> list[Diagnostic]:
+def missing_inputs(spec: ir.Spec, cwd: Path, policy: Policy | None = None) -> list[Diagnostic]:
     """One diagnostic per input-file value (field path, value) that a run of `spec` reads
-    and that is missing, or is not what the loader takes, relative to `cwd`; in run order,
-    the first run naming a value locating it."""
+    and that is missing, or is not what the loader takes, relative to `cwd`, or (with a
+    `policy`) lies outside the spec's project root; in run order, the first run naming a
+    value locating it."""
     found: list[Diagnostic] = []
     seen: set[tuple[tuple[str, ...], str]] = set()
     for run in spec.runs:
@@ -44,6 +46,10 @@ def missing_inputs(spec: ir.Spec, cwd: Path) -> list[Diagnostic]:
                 if not value or value in builtins or (leaf.path, value) in seen:
                     continue
                 seen.add((leaf.path, value))
+                if policy is not None and not policy.permits(Path(cwd) / value):
+                    message, help = policy.refusal(f'"{value}" ({leaf.dotted})')
+                    found.append(Diagnostic(message, span, help=help))
+                    continue
                 problem = _problem(Path(cwd) / value, *ir.input_file_rules(leaf.owner, name))
                 if problem is not None:
                     found.append(_diagnostic(problem, value, leaf, builtins, span, cwd))

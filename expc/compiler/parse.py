@@ -22,7 +22,7 @@ from lark import Token, Tree
 
 from expc.compiler.cache import cache_dir
 from expc.compiler.diagnostics import CompileError, Diagnostic
-from expc.compiler.source import SourceFile, Span
+from expc.compiler.source import MAX_SOURCE_BYTES, SourceFile, Span
 
 ValueKind = Literal["number", "string", "boolean", "symbol", "list", "call"]
 
@@ -132,8 +132,7 @@ _TERMINAL_NAMES = {
 # A spec deeper than this is refused instead of exhausting Python's recursion limit.
 MAX_NESTING = 64
 MAX_SYNTAX_ERRORS = 20
-# Specs are hand-written configuration; anything larger is a mistake (a wrong file).
-MAX_SOURCE_BYTES = 256_000
+# Specs are hand-written configuration: MAX_SOURCE_BYTES (source.py) bounds them.
 
 
 _OPTIONS: dict[str, object] = {

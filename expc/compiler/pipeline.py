@@ -19,6 +19,7 @@ from expc.compiler.reference import Resolver, Upstream
 from expc.compiler.render import render
 from expc.compiler.source import SourceFile
 from expc.compiler.validate import validate
+from expc.safe_read import scope
 
 
 @dataclass
@@ -51,6 +52,16 @@ def _resolve(
     `stack`: the specs whose references led here (to refuse reference cycles)."""
     if stack is None:
         stack = (source.path.resolve(),) if source.path is not None else ()
+    with scope(source.path):
+        return _resolve_in_scope(source, profile, overrides, stack)
+
+
+def _resolve_in_scope(
+    source: SourceFile,
+    profile: str | None,
+    overrides: tuple[OverrideSyntax, ...],
+    stack: tuple[Path, ...],
+) -> tuple[ir.Spec, list[Diagnostic], Loaded]:
     loaded = Loaded(layers=[], sources={source.name: source})
     try:
         loaded = load(source)

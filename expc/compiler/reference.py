@@ -20,6 +20,7 @@ from expc.compiler.diagnostics import CompileError, Diagnostic, did_you_mean
 from expc.compiler.parse import Call
 from expc.compiler.paths import display_name
 from expc.compiler.source import SourceFile, Span
+from expc.safe_read import policy_for
 
 DEFAULT_RUNS = "runs"
 SIGNATURE = '`run("spec", "name")`'
@@ -119,6 +120,18 @@ class Resolver:
             path = path.with_suffix(".exp")
         if path in self._cache:
             return self._cache[path]
+        policy = policy_for(self.stack[0] if self.stack else None)
+        if not policy.permits(path):
+            message, help = policy.refusal(f'"{written}"')
+            return [Diagnostic(message, at, help)]
+        if path.suffix != ".exp":
+            return [
+                Diagnostic(
+                    f'"{written}" is not an .exp spec',
+                    at,
+                    "its name does not end in .exp; `run(...)` refers to another spec",
+                )
+            ]
         if path in self.stack:
             names = [p.name for p in self.stack[self.stack.index(path) :]]
             result: Upstream | list[Diagnostic] = [
@@ -138,7 +151,7 @@ class Resolver:
             ]
         else:
             try:
-                source = SourceFile.read(path)
+                source = SourceFile.read(path, echo=policy.inside_root(path))
                 result = self.compile(source, (*self.stack, path))
                 self.read.update(result.files)
             except CompileError as error:

@@ -51,12 +51,19 @@ def _path(name: str, text: str, where: str) -> Path | None:
     return directory / "results" / f"{key}.json"
 
 
-def _unchanged(dependencies: dict[str, str]) -> bool:
+def _unchanged(dependencies: dict[str, str], where: str = "") -> bool:
     """Whether every other file the compile read (extended or referenced specs) still has
-    the text it had: a spec's text alone does not key a compile that read other files."""
+    the text it had: a spec's text alone does not key a compile that read other files. A
+    file outside what the project root now allows is a miss: compiling again refuses it."""
+    from expc.compiler.source import read_spec_text
+    from expc.safe_read import policy_for
+
+    policy = policy_for(Path(where) if where else None)
     for file, sha in dependencies.items():
+        if not policy.permits(Path(file)):
+            return False
         try:  # hashed as SourceFile.sha256 hashes it: the text as read, newlines normalised
-            data = Path(file).read_text(encoding="utf-8").encode("utf-8", "surrogatepass")
+            data = read_spec_text(Path(file)).encode("utf-8", "surrogatepass")
         except (OSError, UnicodeDecodeError):
             return False
         if hashlib.sha256(data).hexdigest() != sha:
@@ -71,7 +78,7 @@ def load(name: str, text: str, where: str = "") -> tuple[str, dict[str, str]] | 
         return None
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
-        if not _unchanged(entry.get("dependencies", {})):
+        if not _unchanged(entry.get("dependencies", {}), where):
             return None
         return entry["experiment"], entry["files"]
     except (OSError, ValueError, KeyError, AttributeError):

@@ -7,8 +7,11 @@ from pathlib import Path
 import torch
 
 from expc.runtime.errors import RunError
+from expc.safe_read import read_bounded
 
 BUILTIN_CORPORA = ("pydoc_data.topics",)
+# Bytes become int64 tokens (8x in memory): a larger corpus is a mistake (or /dev/zero).
+MAX_CORPUS_BYTES = 256 << 20
 
 
 def read_text_corpus(corpus: str) -> bytes:
@@ -24,7 +27,10 @@ def read_text_corpus(corpus: str) -> bytes:
             f"corpus file {corpus!r} not found (relative paths are resolved from "
             f"{Path.cwd()}); use a text file or one of: {', '.join(BUILTIN_CORPORA)}"
         )
-    data = path.read_bytes()
+    try:
+        data = read_bounded(path, MAX_CORPUS_BYTES, what="corpus file")
+    except OSError as error:
+        raise RunError(f"cannot read corpus file {corpus!r}: {error}") from None
     if len(data) < 1024:
         raise RunError(f"corpus file {corpus!r} has {len(data)} bytes; at least 1024 are needed")
     return data

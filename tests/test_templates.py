@@ -70,6 +70,8 @@ def test_generated_config_holds_only_the_fields_its_code_reads() -> None:
     assert "devices:" not in plain
     for kept in ("steps: int", "checkpoint_every: int", "threads: int", "seed: int"):
         assert kept in plain, kept
+    ddp = compile_text(MINIMAL + "target cpu { strategy = ddp devices = 2 }\n").files
+    assert "devices: int = 2" in ddp["tiny/train.py"]  # the ranks the launcher starts
     counted = compile_text(MINIMAL + "metrics = [train_loss, val_loss, loss_spikes]\n").files
     assert "spike_factor: float" in counted["tiny/train.py"]
     assert "self.spikes = runtime.SpikeCounter" in counted["tiny/train.py"]

@@ -149,6 +149,8 @@ class Plan:
         keeps at least one field, so its dataclass stays."""
         text = "\n".join(files.values())
         kept = RUNTIME_READS | set(self.composition.objective.report_reads)
+        if self.uses("target.strategy", "ddp"):
+            kept |= {"target.devices"}  # the ranks each run's launcher starts
         unread = [
             f
             for f in self.fields

@@ -101,9 +101,16 @@ class Policy:
         except (OSError, ValueError, RuntimeError):
             return False
 
-    def refusal(self, shown: str) -> tuple[str, str]:
-        """(message, help) for a path outside."""
+    def refusal(self, shown: str, path: Path | None = None) -> tuple[str, str]:
+        """(message, help) for `path`, written `shown`, outside the root."""
         message = f"{shown} is outside the project root {self.root.as_posix()}"
+        if path is not None:
+            try:
+                resolved = path.resolve()
+            except (OSError, ValueError, RuntimeError):
+                resolved = None
+            if resolved is not None and resolved != Path(os.path.abspath(path)):
+                message += f" (it resolves to {resolved.as_posix()})"
         help = (
             "a spec reads files inside its project (the folder of the nearest pyproject.toml "
             "or .git); pass `--allow-path DIR` (repeatable) or `--root DIR` to widen it"

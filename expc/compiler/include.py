@@ -112,9 +112,9 @@ def _not_a_spec(written: str, at: Span, why: str) -> CompileError:
     )
 
 
-def _permitted(policy: Policy, target: Path, written: str, at: Span) -> None:
+def _permitted(policy: Policy, folder: Path, target: Path, written: str, at: Span) -> None:
     if not policy.permits(target):
-        message, help = policy.refusal(f'"{written}"')
+        message, help = policy.refusal(f'"{written}"', folder / written)
         raise CompileError([Diagnostic(message, at, help=help)])
 
 
@@ -170,7 +170,7 @@ def _load(source: SourceFile, keep_comments: bool, policy: Policy) -> Loaded:
             if target in done:
                 continue
             try:
-                _permitted(policy, target, item.path, item.path_span)
+                _permitted(policy, folder, target, item.path, item.path_span)
                 if target.suffix != ".exp":
                     raise _not_a_spec(item.path, item.path_span, "its name does not end in .exp")
                 child = _read(target, item.path_span, echo=policy.inside_root(target))

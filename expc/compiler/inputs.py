@@ -47,7 +47,7 @@ def missing_inputs(spec: ir.Spec, cwd: Path, policy: Policy | None = None) -> li
                     continue
                 seen.add((leaf.path, value))
                 if policy is not None and not policy.permits(Path(cwd) / value):
-                    message, help = policy.refusal(f'"{value}" ({leaf.dotted})')
+                    message, help = policy.refusal(f'"{value}" ({leaf.dotted})', Path(cwd) / value)
                     found.append(Diagnostic(message, span, help=help))
                     continue
                 problem = _problem(Path(cwd) / value, *ir.input_file_rules(leaf.owner, name))

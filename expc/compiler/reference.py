@@ -122,7 +122,7 @@ class Resolver:
             return self._cache[path]
         policy = policy_for(self.stack[0] if self.stack else None)
         if not policy.permits(path):
-            message, help = policy.refusal(f'"{written}"')
+            message, help = policy.refusal(f'"{written}"', folder / written)
             return [Diagnostic(message, at, help)]
         if path.suffix != ".exp":
             return [

@@ -22,7 +22,7 @@ def read_text_corpus(corpus: str) -> bytes:
 
         return "\n\n".join(topics[key] for key in sorted(topics)).encode("utf-8")
     path = Path(corpus)
-    if not path.is_file():
+    if not path.exists():
         raise RunError(
             f"corpus file {corpus!r} not found (relative paths are resolved from "
             f"{Path.cwd()}); use a text file or one of: {', '.join(BUILTIN_CORPORA)}"

@@ -44,9 +44,9 @@ _KINDS = (
 )
 
 
-def read_bounded(path: Path | str, limit: int, what: str = "file") -> bytes:
-    """The bytes of the regular file at `path`, at most `limit` of them; Unreadable if it is
-    anything else or larger. OSError (FileNotFoundError, PermissionError) as `open` raises."""
+def _open_regular(path: Path | str, limit: int, what: str) -> int:
+    """A descriptor of the regular file at `path`, checked (from the descriptor) to be at
+    most `limit` bytes; Unreadable otherwise (the descriptor closed)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     descriptor = os.open(path, flags)
     try:
@@ -56,6 +56,27 @@ def read_bounded(path: Path | str, limit: int, what: str = "file") -> bytes:
             raise Unreadable(f"not a regular file ({kind})")
         if info.st_size > limit:
             raise Unreadable(f"{what} is {info.st_size:,} bytes; the limit is {limit:,}")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def check_regular(path: Path | str, limit: int, what: str = "file") -> int:
+    """The size of the regular file at `path` if it is at most `limit` bytes; Unreadable
+    otherwise. For files another library reads (a GGUF file, read by transformers)."""
+    descriptor = _open_regular(path, limit, what)
+    try:
+        return os.fstat(descriptor).st_size
+    finally:
+        os.close(descriptor)
+
+
+def read_bounded(path: Path | str, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them; Unreadable if it is
+    anything else or larger. OSError (FileNotFoundError, PermissionError) as `open` raises."""
+    descriptor = _open_regular(path, limit, what)
+    try:
         chunks, left = [], limit + 1
         while left > 0:
             chunk = os.read(descriptor, min(left, 1 << 20))

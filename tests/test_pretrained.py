@@ -254,7 +254,9 @@ def test_a_spec_with_a_gguf_file_runs_end_to_end(tiny: tuple[Path, dict], tmp_pa
         "objective hivemind { n = 3 max_tokens = 6 }\n"
         "eval { top_n = 2 }\n"
     )
+    # The fixture's file lies outside the spec's folder (its project root): allowed by name.
     command = [sys.executable, "-m", "expc", "run", str(spec), "--out", str(tmp_path / "runs")]
+    command += ["--allow-path", str(tiny[0].parent)]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     run = experiment_dir(tmp_path / "runs", "local_gguf") / "main"

@@ -337,3 +337,35 @@ def _fixture_tree(factory: pytest.TempPathFactory) -> Path:
     (project / "sub" / "link.exp").symlink_to(base / "outside" / "b.exp")
     (base / "done").write_text("")
     return base
+
+
+# --- the run-time readers of the other files a spec names ----------------------------------
+
+
+def test_prompt_image_and_gguf_files_are_read_with_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    import expc.runtime.diffusion.data as diffusion_data
+    import expc.runtime.hivemind.prompts as prompts
+    import expc.runtime.pretrained.model as pretrained
+
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hello"}\n' * 10)
+    (tmp_path / "p.csv").write_text("prompt\nhello\r\nworld\r\n")
+    assert [p.text for p in prompts.load_prompts(tmp_path / "p.csv")] == ["hello", "world"]
+    assert len(prompts.load_prompts(tmp_path / "p.jsonl")) == 10
+    monkeypatch.setattr(prompts, "MAX_PROMPT_FILE_BYTES", 50)
+    with pytest.raises(RunError, match="the limit is 50"):
+        prompts.load_prompts(tmp_path / "p.jsonl")
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 4, 4), dtype=np.uint8))
+    assert tuple(diffusion_data.load_images(tmp_path / "x.npy").shape) == (2, 1, 4, 4)
+    monkeypatch.setattr(diffusion_data, "MAX_NPY_BYTES", 100)
+    with pytest.raises(RunError, match="the limit is 100"):
+        diffusion_data.load_images(tmp_path / "x.npy")
+
+    (tmp_path / "m.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    monkeypatch.setattr(pretrained, "MAX_GGUF_BYTES", 10)
+    with pytest.raises(RunError, match="GGUF file is 104 bytes; the limit is 10"):
+        pretrained.PretrainedSource.resolve(str(tmp_path / "m.gguf"))

@@ -11,6 +11,7 @@ can be asked for, and the held-out images come from a different stream, disjoint
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +19,15 @@ import numpy as np
 import torch
 
 from expc.runtime.errors import RunError
+from expc.safe_read import read_bounded
 
 _TRAIN_STREAM = 0
 _HELD_OUT_STREAM = 1
 SHAPE_KINDS = ("disc", "square", "bar")
 PNG_SUFFIXES = (".png",)
+# Bounds on what one image file or .npy array may hold (a pipe or /dev/zero, refused).
+MAX_IMAGE_FILE_BYTES = 64 << 20
+MAX_NPY_BYTES = 8 << 30
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,15 @@ def _center_square(image):  # PIL.Image.Image in and out
     return image.crop((left, top, left + side, top + side))
 
 
+def _read_image_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, bounded: a pipe or /dev/zero behind an image's name is an
+    error, not a hang."""
+    try:
+        return read_bounded(path, limit, what="image file")
+    except OSError as error:
+        raise RunError(f"cannot read {str(path)!r}: {error}") from None
+
+
 def load_png_folder(path: Path, *, channels: int = 1, size: int | None = None) -> torch.Tensor:
     """Every PNG in a folder (sorted by name) as (N, C, H, W) in [-1, 1].
 
@@ -197,7 +211,7 @@ def load_png_folder(path: Path, *, channels: int = 1, size: int | None = None) -
         raise RunError(f"channels must be 1 or 3, got {channels}")
     arrays = []
     for file in files:
-        with Image.open(file) as image:
+        with Image.open(io.BytesIO(_read_image_file(file, MAX_IMAGE_FILE_BYTES))) as image:
             image = image.convert(mode)
             if size is not None:
                 resample = Image.Resampling.BILINEAR
@@ -221,7 +235,8 @@ def load_images(
     if path.is_dir():
         return load_png_folder(path, channels=channels, size=size)
     if path.suffix == ".npy" and path.is_file():
-        images = to_unit_range(np.load(path, allow_pickle=False), value_range)
+        array = np.load(io.BytesIO(_read_image_file(path, MAX_NPY_BYTES)), allow_pickle=False)
+        images = to_unit_range(array, value_range)
         if images.shape[1] != channels:
             raise RunError(
                 f"{str(path)!r} has {images.shape[1]} channels, the spec asks {channels}"

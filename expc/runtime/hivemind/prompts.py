@@ -10,6 +10,7 @@ Every prompt has many good answers; a model that gives the same one each time is
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from expc.runtime.errors import RunError
+from expc.safe_read import read_bounded
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ CATEGORY_COLUMNS = ("category", "top_category", "type")
 # Chat-style rows: a list of {"role"/"from", "content"/"value"}; the first user turn counts.
 CHAT_COLUMNS = ("messages", "conversation", "conversations")
 DEFAULT_CATEGORY = "uncategorized"
+# Prompt sets are thousands of lines; a larger file is a mistake (or not a file).
+MAX_PROMPT_FILE_BYTES = 256 << 20
 
 
 def select_prompts(
@@ -189,8 +193,14 @@ def load_prompts(path: Path | str) -> list[Prompt]:
     if not path.is_file():
         raise RunError(f"prompt file {str(path)!r} not found")
     rows: list[tuple[int, Mapping[str, Any], str]] = []
+    if path.suffix in (".jsonl", ".csv"):
+        try:  # a regular file, bounded: not a pipe or /dev/zero behind a prompt file's name
+            data = read_bounded(path, MAX_PROMPT_FILE_BYTES, what="prompt file")
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise RunError(f"cannot read prompt file {str(path)!r}: {error}") from None
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as file:
+        with io.StringIO(text, newline=None) as file:
             for number, line in enumerate(file, start=1):
                 if not line.strip():
                     continue
@@ -202,7 +212,7 @@ def load_prompts(path: Path | str) -> list[Prompt]:
                     raise RunError(f"{path}:{number}: expected a JSON object")
                 rows.append((len(rows), row, f"{path}:{number}"))
     elif path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as file:
+        with io.StringIO(text, newline="") as file:
             for number, row in enumerate(csv.DictReader(file), start=2):
                 rows.append((len(rows), row, f"{path}:{number}"))
     else:

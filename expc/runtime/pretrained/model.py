@@ -28,6 +28,7 @@ from expc.runtime.hivemind.lm import Completion, cut_at_stop
 from expc.runtime.offline import hub_offline
 from expc.runtime.pretrained.registry import REGISTRY, file_digest, model_file, unknown_name
 from expc.runtime.sampling import Cancelled, next_tokens
+from expc.safe_read import check_regular
 
 PromptFormat = Literal["auto", "chat", "raw"]
 
@@ -52,6 +53,10 @@ class PretrainedSource:
             raise RunError(unknown_name(text))
         if not path.is_file():
             raise RunError(f"no GGUF file at {text!r}")
+        try:  # not a device, a pipe or a file without end (the digest reads all of it)
+            check_regular(path, MAX_GGUF_BYTES, what="GGUF file")
+        except OSError as error:
+            raise RunError(f"cannot read GGUF file {text!r}: {error}") from None
         return cls(path, file_digest(path), name or path.stem)
 
 
@@ -60,6 +65,8 @@ class PretrainedSource:
 # Sampling never changes a model, so sharing is safe.
 _LOADED: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
 KEEP_LOADED = 2
+# A GGUF file larger than this is not a model to run on one machine (or not a file).
+MAX_GGUF_BYTES = 256 << 30
 
 
 @contextlib.contextmanager

@@ -531,3 +531,65 @@ def test_an_interrupted_rlvr_ensemble_resumes_in_either_stage(tmp_path: Path) ->
     _interrupted_and_resumed(
         train, tmp_path / "two", 26, 25, ("train_loss", "pass_at_1", "reward", "kl")
     )
+
+
+def test_a_member_that_cannot_resume_leaves_and_the_others_finish(tmp_path: Path) -> None:
+    """After a crash, one member's truncated checkpoint is that member's fault: `--resume`
+    trains the others to the end, each to its uninterrupted rows, and names the broken
+    one with its reason."""
+    train = _package(tmp_path, "faulty", steps=10, evaluations=5, train="checkpoint_every = 4")
+    runs = list(train.RUNS.values())
+    whole = [tmp_path / "whole" / r.name for r in runs]
+    train.train_ensemble(runs, whole)
+    cut = [tmp_path / "cut" / r.name for r in runs]
+    with pytest.raises(_Interrupt):
+        train.train_ensemble(runs, cut, [_StopAfter(6)] + [None] * (len(runs) - 1))
+    broken = cut[1] / "checkpoint.pt"
+    broken.write_bytes(broken.read_bytes()[:100])
+    results = train.train_ensemble(runs, cut, resume=[True] * len(runs))
+    assert isinstance(results[1], RunError) and "corrupt or truncated" in str(results[1])
+    for k in (0, 2):
+        assert _rows(cut[k]) == [
+            {**row, "elapsed_s": other["elapsed_s"], "cpu_s": other["cpu_s"]}
+            for row, other in zip(_rows(whole[k]), _rows(cut[k]), strict=True)
+        ]
+        assert _rows(cut[k])[-1]["step"] == 10
+
+
+def test_expc_run_resumes_the_members_it_can_and_reports_the_one_it_cannot(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "faulty.exp"
+    spec.write_text(_diffusion("faulty", steps=6, evaluations=3, train="checkpoint_every = 2"))
+    assert _expc_run(tmp_path, spec).returncode == 0
+    experiment = tmp_path / "runs" / "faulty"
+    names = sorted(p.name for p in experiment.iterdir() if p.is_dir())
+    for name in names:  # as a crash before the end leaves them: no summary yet
+        (experiment / name / "summary.json").unlink()
+    checkpoint = experiment / names[1] / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    result = _expc_run(tmp_path, spec, "--resume")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert f"{names[1]}: failed" in output and f"1 of 3 runs failed: {names[1]} (" in output
+    assert "corrupt or truncated" in output and "Traceback" not in output
+    for name in (names[0], names[2]):
+        assert (experiment / name / "summary.json").is_file(), name
+
+
+def test_a_member_whose_folder_another_run_writes_leaves_and_the_others_train(
+    tmp_path: Path,
+) -> None:
+    from expc.runtime.run_folder import claim
+
+    spec = tmp_path / "held.exp"
+    spec.write_text(_diffusion("held", steps=4, evaluations=2))
+    held = tmp_path / "runs" / "held" / "seed_1"
+    with claim(held):  # this test process is the other writer
+        result = _expc_run(tmp_path, spec)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert "seed_1: failed" in output and "is being written by another expc run" in output
+    assert not (held / "metrics.jsonl").exists() and not (held / "job.log").exists()
+    for name in ("seed_0", "seed_2"):
+        assert _rows(tmp_path / "runs" / "held" / name)[-1]["step"] == 4

@@ -42,17 +42,22 @@ class InProcessLauncher:
 
 def _ensemble(job: EnsembleJob, bar: Any) -> list[JobResult]:
     """One ensemble: its members' folders are claimed, recorded and summarised as runs
-    trained on their own; a failure that stops it is shown once, for the ensemble."""
+    trained on their own; a failure that stops it is shown once, for the ensemble, and a
+    member's own failure (a checkpoint it cannot resume from) as that member's."""
     from expc.runtime.progress import Progress
 
     names = [member.name for member in job.members]
     sinks = {member.name: Progress(bar, member.name, member.steps) for member in job.members}
     bar.console.print(f"[bold]ensemble[/] of {len(names)} runs: {', '.join(names)}")
     results = execute_ensemble(job, sinks)
-    if any(result.error for result in results):
-        bar.console.print(f"[bold red]{job.name}: failed[/]: {results[0].error}")
-    else:
-        for result in results:
+    errors = {result.error for result in results if result.error}
+    if len(errors) == 1 and all(result.error for result in results):  # the ensemble stopped
+        bar.console.print(f"[bold red]{job.name}: failed[/]: {errors.pop()}")
+        return results
+    for result in results:  # a member's own fault is shown as that member's
+        if result.error:
+            bar.console.print(f"[bold red]{result.name}: failed[/]: {result.error}")
+        else:
             bar.console.print(f"[bold]{result.name}[/]: {summary(result.final)}")
     return results
 

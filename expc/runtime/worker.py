@@ -194,8 +194,9 @@ def execute_job(job: Job, progress: dict[str, StepSink] | None = None) -> list[J
 
 
 def execute_ensemble(job: EnsembleJob, progress: dict[str, StepSink]) -> list[JobResult]:
-    """Train the members together (the generated `train_ensemble`); a failure that stops
-    the ensemble fails each member with its message, as the local runner does."""
+    """Train the members together (the generated `train_ensemble`). A member whose folder
+    another process writes, or whose checkpoint cannot be resumed, fails alone with its
+    reason and the others train; a failure that stops the ensemble fails each member."""
     from contextlib import ExitStack
 
     from expc.runtime import integrity
@@ -205,30 +206,45 @@ def execute_ensemble(job: EnsembleJob, progress: dict[str, StepSink]) -> list[Jo
     started = time.perf_counter()
     first = job.members[0]
     os.chdir(first.cwd)
-    folders = [Path(member.run_dir) for member in job.members]
-    try:
-        with ExitStack() as claims:
-            for folder in folders:  # one writer per run folder
-                claims.enter_context(claim(folder))
-            use_threads(first.threads)
-            module = train_module(first.package_dir)
-            finals = module.train_ensemble(
-                [run_from_dict(module, member.run) for member in job.members],
-                folders,
-                [progress.get(member.name) for member in job.members],
-                device=first.device,
-                resume=[member.resume for member in job.members],
-            )
-    except (RunError, OSError) as error:
-        problem = describe(error, ", ".join(member.name for member in job.members))
-        seconds = time.perf_counter() - started
-        for folder in folders:
-            log_failure(folder, problem)
-        return [JobResult(m.name, None, problem, seconds, os.getpid()) for m in job.members]
+    refused: dict[str, str] = {}  # members that cannot train: the others still do
+    theirs: set[str] = set()  # folders another process holds: not ours to write a log into
+    with ExitStack() as claims:
+        members = []
+        for member in job.members:  # one writer per run folder
+            try:
+                claims.enter_context(claim(Path(member.run_dir)))
+                members.append(member)
+            except (RunError, OSError) as error:
+                refused[member.name] = describe(error, member.name)
+                theirs.add(member.name)
+        finals: dict[str, Any] = {}
+        try:
+            if members:
+                use_threads(first.threads)
+                module = train_module(first.package_dir)
+                trained = module.train_ensemble(
+                    [run_from_dict(module, member.run) for member in members],
+                    [Path(member.run_dir) for member in members],
+                    [progress.get(member.name) for member in members],
+                    device=first.device,
+                    resume=[member.resume for member in members],
+                )
+                finals = {m.name: final for m, final in zip(members, trained, strict=True)}
+        except (RunError, OSError) as error:  # the ensemble itself stopped: every member
+            problem = describe(error, ", ".join(member.name for member in members))
+            refused.update({member.name: problem for member in members})
     seconds = time.perf_counter() - started
     results = []
-    for member, folder, final in zip(job.members, folders, finals, strict=True):
-        integrity.record(folder)  # what "finished" is checked against
+    for member in job.members:
+        final = finals.get(member.name)
+        if isinstance(final, RunError):
+            refused[member.name] = describe(final, member.name)
+        if member.name in refused:
+            if member.name not in theirs:
+                log_failure(Path(member.run_dir), refused[member.name])
+            results.append(JobResult(member.name, None, refused[member.name], seconds, os.getpid()))
+            continue
+        integrity.record(Path(member.run_dir))  # what "finished" is checked against
         results.append(JobResult(member.name, final, None, seconds, os.getpid()))
     return results
 

@@ -381,11 +381,11 @@ def train_ensemble(
     progress: list[runtime.Progress | None] | None = None,
     device: str | None = None,
     resume: list[bool] | None = None,
-) -> list[dict[str, float]]:
+) -> list[dict[str, float] | runtime.RunError]:
     """Train runs that share their network and batch shape as one vectorized
     ensemble (spec line 15): each member is built as its standalone run builds it and
     draws its own batches; one stacked step trains them all. Each run folder gets what
-    train() writes for its run; returns each run's summary.
+    train() writes for its run; returns each run's summary, or why it could not resume.
     """
     target = runtime.resolve_device(DEVICE, override=device)
     members = []

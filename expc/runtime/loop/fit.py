@@ -25,6 +25,7 @@ from typing import Any
 
 from expc.runtime.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from expc.runtime.ensemble import Ensemble
+from expc.runtime.errors import RunError
 from expc.runtime.loop.running import Running
 from expc.runtime.loop.training import Stats, Training
 from expc.runtime.metrics import MetricsLogger
@@ -55,14 +56,21 @@ class RunLoop:
         state = None
         if resume and self.checkpoint_path.exists():
             state = load_checkpoint(self.checkpoint_path)
-            training.load_state_dict(state)
-            restore_rng(state["rng"])
-            self.first_step, self.stopped = state["step"], state["stopped"]
-            elapsed, cpu = state["elapsed_s"], state["cpu_s"]
-            self.running.load_state_dict(state["running"])
-            self.window, self.start_loss = state["window"], state["start_loss"]
-            if training.spikes is not None:
-                training.spikes.load_state_dict(state["spikes"])
+            try:
+                training.load_state_dict(state)
+                restore_rng(state["rng"])
+                self.first_step, self.stopped = state["step"], state["stopped"]
+                elapsed, cpu = state["elapsed_s"], state["cpu_s"]
+                self.running.load_state_dict(state["running"])
+                self.window, self.start_loss = state["window"], state["start_loss"]
+                if training.spikes is not None:
+                    training.spikes.load_state_dict(state["spikes"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as error:
+                # Another run's checkpoint, or one an older expc wrote: not this run's state.
+                raise RunError(
+                    f"{self.checkpoint_path} does not fit this run ({type(error).__name__}: "
+                    f"{str(error)[:120]}): train it again without --resume"
+                ) from None
             # Inside a stage (or at the end): its data and state, as when it began.
             training.enter_stage(self.stage_at(self.first_step - 1)[0], fresh=False)
         self.logger: MetricsLogger | None = None
@@ -231,17 +239,24 @@ def fit_ensemble(
     out_dirs: Sequence[Path],
     progress: Sequence[Progress | None] | None = None,
     resume: Sequence[bool] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any] | RunError]:
     """Train runs of one architecture and batch shape as one vectorized ensemble: every
     step, each live member's own lr and draws, one stacked step for all, then each
     member's own tail (watch, evaluation, checkpoint) as `fit` runs it. A member that
-    diverges or stops leaves the stack; the others go on. Returns each run's summary."""
+    diverges or stops leaves the stack; the others go on. Returns each run's summary, or
+    the RunError that kept a member from starting (a checkpoint it could not resume from):
+    that member alone is left out."""
     progress = progress or [None] * len(trainings)
     resume = resume or [False] * len(trainings)
-    loops = [
-        RunLoop(t, d, p, r)
-        for t, d, p, r in zip(trainings, out_dirs, progress, resume, strict=True)
-    ]
+    loops: list[RunLoop] = []
+    refused: dict[int, RunError] = {}  # members that could not start: the others go on
+    for k, member in enumerate(zip(trainings, out_dirs, progress, resume, strict=True)):
+        try:
+            loops.append(RunLoop(*member))
+        except RunError as error:  # a corrupt checkpoint, say: this member's fault alone
+            refused[k] = error
+    if not loops:
+        return [refused[k] for k in range(len(trainings))]
     ensemble: Ensemble | None = None
     live: list[int] = []
     step = min(loop.first_step for loop in loops)
@@ -271,4 +286,5 @@ def fit_ensemble(
         step += 1
     if ensemble is not None:
         ensemble.release()
-    return [loop.close() for loop in loops]
+    summaries = iter([loop.close() for loop in loops])
+    return [refused[k] if k in refused else next(summaries) for k in range(len(trainings))]

@@ -4,6 +4,7 @@ and crafted checkpoints. Each fault stops only its own run, with a message namin
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,8 +53,18 @@ def test_a_crafted_checkpoint_is_refused_before_it_runs_code(tmp_path: Path) -> 
     assert not marker.exists()
 
 
+_DIFFUSION_BASE = Path(__file__).resolve().parent.parent / "specs/diffusion_memorization.exp"
+
+
+def _diffusion_base(tmp_path: Path) -> str:
+    """A copy of the diffusion spec beside the test's spec: what a spec extends lies inside
+    its project root (here its own folder)."""
+    shutil.copy(_DIFFUSION_BASE, tmp_path / "diffusion_memorization.exp")
+    return "diffusion_memorization.exp"
+
+
 def _diffusion_two_runs(tmp_path: Path) -> str:
-    base = Path(__file__).resolve().parent.parent / "specs/diffusion_memorization.exp"
+    base = _diffusion_base(tmp_path)
     return (
         f'extends "{base}"\nexperiment tiny {{}}\nremove sweep\ndata.n = 16\n'
         "train { steps = 6  stop_memorized = 0 }\n"
@@ -160,7 +171,7 @@ def test_diffusion_stopped_on_memorization_does_not_train_on_when_resumed(tmp_pa
     """Killed between the stopping checkpoint and summary.json, `--resume` adds nothing."""
     spec = tmp_path / "mem.exp"
     spec.write_text(
-        f'extends "{Path(__file__).resolve().parent.parent / "specs/diffusion_memorization.exp"}"\n'
+        f'extends "{_diffusion_base(tmp_path)}"\n'
         "experiment mem_stop {}\nremove sweep\n"
         "data.n = 16\n"
         "train { steps = 40  stop_memorized = 0.5 }\n"

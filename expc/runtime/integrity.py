@@ -3,10 +3,11 @@ verify, so a corrupted, truncated or deleted `metrics.jsonl` is never reported (
 as a result.
 
 At close, `record` writes `integrity.json`: the number of rows, the last step and the
-sha256 of `metrics.jsonl` as written. `problem` checks a folder against it: every row
-parses as a JSON object, steps only increase, the summary's step is the last row's, and
-the count and checksum match. Folders written before `integrity.json` existed are checked
-for everything but the checksum.
+sha256 of `metrics.jsonl` and of `summary.json` as written. `problem` checks a folder
+against it: every row parses as a JSON object, steps only increase, the summary's step is
+the last row's, and the count and checksums match. Folders written before
+`integrity.json` existed are checked for everything but the checksums (and those written
+before it recorded the summary's, for everything but that one).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def record(run_dir: Path) -> None:
         "last_step": rows[-1].get("step") if rows else None,
         "metrics_sha256": _digest(metrics),
     }
+    if (run_dir / "summary.json").is_file():
+        entry["summary_sha256"] = _digest(run_dir / "summary.json")
     tmp = run_dir / f"{FILE}.tmp"
     tmp.write_text(json.dumps(entry, indent=2) + "\n")
     os.replace(tmp, run_dir / FILE)
@@ -89,6 +92,9 @@ def problem(run_dir: Path) -> str | None:
         return f"metrics.jsonl has {len(rows)} rows, {recorded.get('rows')} were written"
     if recorded.get("metrics_sha256") != _digest(metrics):
         return "metrics.jsonl differs from what the run wrote (checksum)"
+    summary_sha = recorded.get("summary_sha256")
+    if summary_sha is not None and summary_sha != _digest(run_dir / "summary.json"):
+        return "summary.json differs from what the run wrote (checksum)"
     return None
 
 

@@ -369,3 +369,25 @@ def test_prompt_image_and_gguf_files_are_read_with_a_bound(
     monkeypatch.setattr(pretrained, "MAX_GGUF_BYTES", 10)
     with pytest.raises(RunError, match="GGUF file is 104 bytes; the limit is 10"):
         pretrained.PretrainedSource.resolve(str(tmp_path / "m.gguf"))
+
+
+def test_expc_run_refuses_a_corpus_that_is_a_fifo_or_dev_zero_before_training(
+    tmp_path: Path,
+) -> None:
+    root = _project(tmp_path)
+    os.mkfifo(root / "pipe.txt")
+    text = MINIMAL.replace("context = 16", "context = 16 corpus = CORPUS") + "target cpu {}\n"
+    for corpus, reason in [("pipe.txt", "not a file: pipe.txt"), ("/dev/zero", "outside")]:
+        (root / "s.exp").write_text(text.replace("CORPUS", f'"{corpus}"'))
+        code, output, _ = _cli("run", "s.exp", "--out", "runs", cwd=root, timeout=120)
+        assert code == 1 and reason in output and "(data.corpus)" in output, output
+        assert "s.exp:2:" in output and "Traceback" not in output
+        assert not (root / "runs/tiny/main/metrics.jsonl").exists()
+
+
+def test_a_run_reference_to_a_file_that_is_not_a_spec_is_refused_unread(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "lm.txt").write_text(ENV)
+    (root / "hm.exp").write_text(HIVEMIND.replace("CHECKPOINTS", 'run("lm.txt", "main")'))
+    text = _compile_error(root / "hm.exp")
+    assert '"lm.txt" is not an .exp spec' in text and SECRET not in text

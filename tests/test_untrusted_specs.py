@@ -391,3 +391,12 @@ def test_a_run_reference_to_a_file_that_is_not_a_spec_is_refused_unread(tmp_path
     (root / "hm.exp").write_text(HIVEMIND.replace("CHECKPOINTS", 'run("lm.txt", "main")'))
     text = _compile_error(root / "hm.exp")
     assert '"lm.txt" is not an .exp spec' in text and SECRET not in text
+
+
+def test_a_checkpoint_that_is_a_fifo_or_a_device_is_a_clear_run_error(tmp_path: Path) -> None:
+    from expc.runtime import load_checkpoint
+
+    os.mkfifo(tmp_path / "checkpoint.pt")
+    for path, reason in [(tmp_path / "checkpoint.pt", "named pipe"), ("/dev/zero", "device")]:
+        with pytest.raises(RunError, match=f"cannot read checkpoint .*{reason}"):
+            _within(2, lambda path=path: load_checkpoint(Path(path)))

@@ -12,6 +12,10 @@ import numpy as np
 import torch
 
 from expc.runtime.errors import RunError
+from expc.safe_read import Unreadable, check_regular
+
+# A checkpoint larger than this is not one this machine wrote (or is not a file).
+MAX_CHECKPOINT_BYTES = 256 << 30
 
 
 def save_checkpoint(path: Path, *, step: int, **parts: Any) -> None:
@@ -96,10 +100,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     such a checkpoint, or is corrupt, is a RunError naming it (the run stops; others go on)."""
     path = Path(path)
     try:
+        # A regular file of bounded size: not a pipe or /dev/zero behind a checkpoint's name.
+        check_regular(path, MAX_CHECKPOINT_BYTES, what="checkpoint")
         with torch.serialization.safe_globals(_numpy_types()):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise RunError(f"no checkpoint at {path}") from None
+    except Unreadable as error:
+        raise RunError(f"cannot read checkpoint {path}: {error}") from None
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()
         detail = next(

@@ -130,12 +130,13 @@ def test_parallel_jobs_fail_independently_and_rerun_skips(tmp_path: Path, sweep_
     out, generated = tmp_path / "runs", tmp_path / "generated"
     command = [sys.executable, "-m", "expc", "run", str(sweep_spec), "--jobs", "2"]
     command += ["--out", str(out), "--generated", str(generated)]
-    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    # From the spec's folder, its project root: a relative corpus is looked for there.
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert first.returncode == 1
     output = first.stdout + first.stderr
     # The missing corpus fails its run up front, located in the spec; the others train.
     assert "no such file: missing.txt (data.corpus)" in output
-    assert f"--> {sweep_spec}:" in output
+    assert "--> sweep.exp:" in output  # named from the folder it ran in
     missing = "corpus_missing.txt (no such file: missing.txt (data.corpus))"
     assert f"1 of 4 runs failed: {missing}" in output
     assert "the others finished and are in the report" in output
@@ -145,7 +146,7 @@ def test_parallel_jobs_fail_independently_and_rerun_skips(tmp_path: Path, sweep_
     assert not (experiment / "corpus_missing.txt").exists()  # it never started
     assert "| corpus_missing.txt |" not in (experiment / "report.md").read_text()
     assert "| layers_2 |" in (experiment / "report.md").read_text()
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert second.returncode == 1
     assert second.stdout.count("finished earlier") == 3
     assert f"1 of 4 runs failed: {missing}" in second.stdout + second.stderr

@@ -338,9 +338,11 @@ def test_ensembles_are_placed_whole_by_every_launcher(tmp_path: Path) -> None:
     assert alone == [pytest.approx(row, rel=1e-5) for row in rows(local / names[0])]
 
 
-def test_a_failed_ensemble_under_jobs_fails_its_members_and_the_other_goes_on(
+def test_a_member_refused_under_jobs_fails_alone_and_the_others_go_on(
     tmp_path: Path,
 ) -> None:
+    """One member's folder cannot be written (a symlinked metrics.jsonl): that member
+    fails with the reason, its ensemble's other members and the other ensemble finish."""
     spec = tmp_path / "ensembles.exp"
     spec.write_text(ENSEMBLES)
     experiment = tmp_path / "jobs" / "launch_ensembles"
@@ -351,9 +353,13 @@ def test_a_failed_ensemble_under_jobs_fails_its_members_and_the_other_goes_on(
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "Traceback" not in output
-    assert "3 of 6 runs failed" in output and "the others finished" in output
-    for seed in (0, 1, 2):
-        assert (experiment / f"layers_1-seed_{seed}" / "summary.json").exists()
-        assert not (experiment / f"layers_2-seed_{seed}" / "summary.json").exists()
+    assert "1 of 6 runs failed: layers_2-seed_1 (" in output and "the others finished" in output
+    # A --jobs child's output is in its first member's job.log: the refused member's reason.
     log = (experiment / "layers_2-seed_0" / "job.log").read_text()
     assert "is a symlink; refusing to write through it" in log
+    for name in ("layers_1-seed_0", "layers_1-seed_1", "layers_1-seed_2"):
+        assert (experiment / name / "summary.json").exists(), name
+    for name in ("layers_2-seed_0", "layers_2-seed_2"):
+        assert (experiment / name / "summary.json").exists(), name
+    assert not (broken / "summary.json").exists()
+    assert not (tmp_path / "elsewhere.jsonl").exists()  # nothing written through the link
